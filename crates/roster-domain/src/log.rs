@@ -1,0 +1,77 @@
+//! Log events with Auth0's event type codes. The log is append-only; an event describing a state change
+//! is written in the same transaction as the change.
+
+use serde_json::Value;
+
+use crate::ids::{ClientId, ConnectionId, UserId};
+use crate::time::Timestamp;
+
+/// Auth0 event type codes Roster emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogType {
+    /// Success API Operation (a Management API write).
+    Sapi,
+    /// Failed API Operation.
+    Fapi,
+    /// Success user deletion.
+    Sdu,
+    /// Failed user deletion.
+    Fdu,
+    /// Success exchange: client credentials for an access token.
+    Seccft,
+    /// Failed exchange: client credentials for an access token.
+    Feccft,
+}
+
+impl LogType {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Sapi => "sapi",
+            Self::Fapi => "fapi",
+            Self::Sdu => "sdu",
+            Self::Fdu => "fdu",
+            Self::Seccft => "seccft",
+            Self::Feccft => "feccft",
+        }
+    }
+}
+
+/// One event, before storage gives it an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    pub kind: LogType,
+    pub date: Timestamp,
+    pub description: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub client_id: Option<ClientId>,
+    pub client_name: Option<String>,
+    pub user_id: Option<UserId>,
+    pub user_name: Option<String>,
+    pub connection: Option<String>,
+    pub connection_id: Option<ConnectionId>,
+    pub audience: Option<String>,
+    pub scope: Option<String>,
+    pub details: Value,
+}
+
+impl LogEvent {
+    pub fn new(kind: LogType, description: impl Into<String>) -> Self {
+        Self {
+            kind,
+            date: Timestamp::now(),
+            description: description.into(),
+            ip: None,
+            user_agent: None,
+            client_id: None,
+            client_name: None,
+            user_id: None,
+            user_name: None,
+            connection: None,
+            connection_id: None,
+            audience: None,
+            scope: None,
+            details: Value::Null,
+        }
+    }
+}
