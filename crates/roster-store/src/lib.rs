@@ -1,1 +1,191 @@
-//! roster-store
+//! Storage for Roster: capability traits, a tenant-scoped handle, and one implementation per backend.
+//!
+//! Isolation is a type: user, client and log operations are reachable only through a [`TenantStore`],
+//! which carries the tenant id and passes it to every query, so no query can forget the tenant. The
+//! backend traits are private to this crate. Nothing here returns an HTTP type; constraint violations
+//! are mapped to [`StoreError`] variants in one place per backend (`sql_common.rs`).
+//!
+//! The SQL is written once (`sql_common.rs`, with `$n` placeholders both SQLite and PostgreSQL accept)
+//! and compiled twice, against `sqlx::Sqlite` and `sqlx::Postgres`; each backend has its own migrations.
+
+mod error;
+mod model;
+mod postgres;
+mod repo;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_domain::log::LogEvent;
+use roster_domain::query::{Page, Sort, UserQuery};
+use roster_domain::user::{NewUser, User};
+use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
+
+pub use error::{ConflictKind, StoreError};
+pub use model::{Client, ClientGrant, Connection, NewTenant, SigningKey, Tenant, UserList};
+use repo::Backend;
+pub use repo::UserMutation;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path/to/roster.db` or `postgres://...`.
+    pub url: String,
+    /// SQLite `synchronous=FULL` (every commit reaches the disk) unless explicitly relaxed to NORMAL.
+    pub sqlite_synchronous_full: bool,
+    /// Read connections (SQLite; writes use one connection) or total connections (PostgreSQL).
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), sqlite_synchronous_full: true, max_connections: 8, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The whole database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    kind: &'static str,
+}
+
+impl Store {
+    /// Connect (creating the SQLite file and its folder if needed). Does not run migrations.
+    pub async fn connect(opts: &StoreOptions) -> Result<Self> {
+        let url = opts.url.as_str();
+        if url.starts_with("sqlite:") {
+            Ok(Self { backend: Arc::new(sqlite::connect(opts).await?), kind: "sqlite" })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self { backend: Arc::new(postgres::connect(opts).await?), kind: "postgres" })
+        } else {
+            Err(StoreError::Config("the database URL must start with sqlite:// or postgres://".into()))
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Apply pending migrations (idempotent; safe to run from several nodes at once).
+    pub async fn migrate(&self) -> Result<()> {
+        self.backend.migrate().await
+    }
+
+    /// A cheap round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        self.backend.ping().await
+    }
+
+    /// Close every pooled connection (at shutdown).
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+
+    // ---- tenants (operator level) ----
+
+    /// Create a tenant and everything it starts with, in one transaction.
+    pub async fn create_tenant(&self, t: &NewTenant) -> Result<()> {
+        self.backend.create_tenant(t).await
+    }
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.backend.list_tenants().await
+    }
+    pub async fn tenant_by_name(&self, name: &TenantName) -> Result<Option<Tenant>> {
+        self.backend.tenant_by_name(name).await
+    }
+    /// Delete a tenant and all its data. Returns false when it did not exist.
+    pub async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
+        self.backend.delete_tenant(name).await
+    }
+
+    /// Append events that describe no state change (token grants, failed attempts), possibly for
+    /// several tenants at once, in one transaction. Callers batch them (group commit).
+    pub async fn append_logs(&self, events: &[(TenantId, LogEvent)]) -> Result<()> {
+        self.backend.append_logs(events).await
+    }
+
+    /// The handle through which one tenant's data is reached.
+    pub fn tenant(&self, id: TenantId) -> TenantStore {
+        TenantStore { backend: self.backend.clone(), tenant: id }
+    }
+}
+
+/// One tenant's view of the database: every method is confined to that tenant.
+#[derive(Clone)]
+pub struct TenantStore {
+    backend: Arc<dyn Backend>,
+    tenant: TenantId,
+}
+
+impl TenantStore {
+    pub fn tenant_id(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    // ---- keys, clients, connections ----
+
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        self.backend.signing_keys(&self.tenant).await
+    }
+    pub async fn client(&self, id: &ClientId) -> Result<Option<Client>> {
+        self.backend.client(&self.tenant, id).await
+    }
+    pub async fn client_grant(&self, client: &ClientId, audience: &str) -> Result<Option<ClientGrant>> {
+        self.backend.client_grant(&self.tenant, client, audience).await
+    }
+    pub async fn connection_by_name(&self, name: &str) -> Result<Option<Connection>> {
+        self.backend.connection_by_name(&self.tenant, name).await
+    }
+    pub async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        self.backend.connection(&self.tenant, id).await
+    }
+
+    // ---- users ----
+
+    /// Insert a user (and its password hash) with its log event. Duplicate email, username or id →
+    /// `StoreError::Conflict`.
+    pub async fn create_user(&self, new: &NewUser, log: &LogEvent) -> Result<()> {
+        self.backend.create_user(&self.tenant, new, log).await
+    }
+    pub async fn user(&self, id: &UserId) -> Result<Option<User>> {
+        self.backend.user(&self.tenant, id).await
+    }
+    /// Read-modify-write of one user under a row lock: `mutate` sees the current row and edits it; the
+    /// result, the optional new password hash and the log event commit together. Concurrent updates are
+    /// serialized, so none loses another's metadata keys. `Ok(None)` when the user does not exist.
+    pub async fn update_user(
+        &self,
+        id: &UserId,
+        mutate: UserMutation,
+        new_password_hash: Option<String>,
+        log: &LogEvent,
+    ) -> Result<Option<User>> {
+        self.backend.update_user(&self.tenant, id, mutate, new_password_hash, log).await
+    }
+    /// Delete a user and everything attached to it, with its log event. False when it did not exist.
+    pub async fn delete_user(&self, id: &UserId, log: &LogEvent) -> Result<bool> {
+        self.backend.delete_user(&self.tenant, id, log).await
+    }
+    pub async fn list_users(&self, q: &UserQuery, sort: Sort, page: Page, with_total: bool) -> Result<UserList> {
+        self.backend.list_users(&self.tenant, q, sort, page, with_total).await
+    }
+    /// Exact, case-sensitive match on the stored address.
+    pub async fn users_by_email(&self, email: &str) -> Result<Vec<User>> {
+        self.backend.users_by_email(&self.tenant, email).await
+    }
+    pub async fn password_hash(&self, id: &UserId) -> Result<Option<String>> {
+        self.backend.password_hash(&self.tenant, id).await
+    }
+
+    /// Append one standalone event (see [`Store::append_logs`]).
+    pub async fn append_log(&self, event: LogEvent) -> Result<()> {
+        self.backend.append_logs(&[(self.tenant.clone(), event)]).await
+    }
+}

@@ -1,0 +1,73 @@
+//! The store's error type. Backends map driver errors here, in one place each; callers match on
+//! variants, never on driver messages.
+
+use roster_domain::ValidationError;
+
+/// Which uniqueness rule a write broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    TenantName,
+    UserId,
+    Email,
+    Username,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0:?} already exists")]
+    Conflict(ConflictKind),
+    /// A read-modify-write callback refused the change.
+    #[error("rejected: {0}")]
+    Rejected(ValidationError),
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database could not be reached (pool timeout, connection refused).
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                // PostgreSQL names the constraint; SQLite names the columns in its message.
+                let what = format!("{} {}", db.constraint().unwrap_or(""), db.message());
+                let kind = if what.contains("users_connection_email") || what.contains("users.email_lower") {
+                    ConflictKind::Email
+                } else if what.contains("users_connection_username") || what.contains("users.username") {
+                    ConflictKind::Username
+                } else if what.contains("users_pkey") || what.contains("users.tenant_id, users.user_id") {
+                    ConflictKind::UserId
+                } else if what.contains("tenants_name") || what.contains("tenants.name") {
+                    ConflictKind::TenantName
+                } else {
+                    ConflictKind::Other
+                };
+                Self::Conflict(kind)
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                Self::Unavailable(e)
+            }
+            _ => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::from_sqlx(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::internal(e)
+    }
+}
