@@ -1,1 +1,104 @@
-//! roster-http
+//! The HTTP surface of Roster (axum).
+//!
+//! Layout: `management/` (`/t/{tenant}/api/v2`), `authentication/` (`/t/{tenant}/oauth/token`),
+//! `oidc/` (discovery, JWKS). Each surface has its own error type (`error.rs`) and every input is
+//! parsed by an extractor (`extract.rs`). Handlers never build SQL; they call a tenant-scoped store.
+//!
+//! This crate must never put internal error text in a response body, nor a token, secret or password
+//! in a log line.
+
+pub mod authentication;
+pub mod error;
+pub mod extract;
+pub mod logsink;
+pub mod management;
+pub mod oidc;
+pub mod openapi;
+pub mod ratelimit;
+pub mod state;
+pub mod tenant;
+
+use std::any::Any;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use crate::ratelimit::RateLimitConfig;
+pub use crate::state::{AppState, HttpConfig};
+pub use crate::tenant::issuer_for;
+use crate::error::ApiError;
+use crate::management::users;
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let management = Router::new()
+        .route("/t/{tenant}/api/v2/users", get(users::list_users).post(users::create_user))
+        .route("/t/{tenant}/api/v2/users/{id}", get(users::get_user).patch(users::update_user).delete(users::delete_user))
+        .route("/t/{tenant}/api/v2/users-by-email", get(users::users_by_email))
+        .route("/t/{tenant}/api/v2/openapi.json", get(openapi::serve))
+        .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
+    let authentication = Router::new()
+        .route("/t/{tenant}/oauth/token", post(authentication::token::token))
+        .route("/t/{tenant}/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/t/{tenant}/.well-known/jwks.json", get(oidc::jwks));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(management)
+        .merge(authentication)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Only the route template: paths and queries may carry personal data or one-time secrets.
+            let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), route = %route)
+        }))
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = ?e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found", None)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", None)
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"statusCode": 500, "error": "Internal Server Error", "message": "Internal error"})),
+    )
+        .into_response()
+}

@@ -1,0 +1,64 @@
+//! Group commit for standalone log events (token grants, failed operations).
+//!
+//! Events that accompany a state change are written in that change's transaction by the store. The
+//! others would each cost a durable commit; here concurrent requests' events are gathered and written
+//! in one transaction, and each request is answered only after its event is committed — durable and
+//! cheap under load.
+
+use roster_domain::TenantId;
+use roster_domain::log::LogEvent;
+use roster_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<(), ()>>;
+
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 512;
+
+#[derive(Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<(TenantId, LogEvent, Reply)>,
+}
+
+impl LogSink {
+    pub fn start(store: Store) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(TenantId, LogEvent, Reply)>(4096);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut replies = Vec::with_capacity(MAX_BATCH);
+            while let Some((t, ev, reply)) = rx.recv().await {
+                batch.push((t, ev));
+                replies.push(reply);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok((t, ev, reply)) => {
+                            batch.push((t, ev));
+                            replies.push(reply);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let result = store.append_logs(&batch).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = ?e, events = batch.len(), "could not write log events");
+                }
+                for r in replies.drain(..) {
+                    let _ = r.send(result.as_ref().map(|_| ()).map_err(|_| ()));
+                }
+                batch.clear();
+            }
+        });
+        Self { tx }
+    }
+
+    /// Write one event; returns once it is committed.
+    pub async fn record(&self, tenant: TenantId, event: LogEvent) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let unavailable = || StoreError::Config("log writer stopped".into());
+        self.tx.send((tenant, event, reply)).await.map_err(|_| unavailable())?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(unavailable()),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The Management API's OpenAPI 3.1 document, generated from the handlers' annotations.
+//!
+//! `docs/openapi.json` is the committed copy; a test fails when it drifts from the code
+//! (`UPDATE_OPENAPI=1 cargo test -p roster-http openapi` rewrites it).
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::Server;
+use utoipa::{Modify, OpenApi};
+
+use crate::extract::MgmtTenant;
+use crate::management::users;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Roster Management API", description = "Auth0-compatible user management (`/t/{tenant}/api/v2`).",
+         license(name = "Apache-2.0")),
+    paths(users::list_users, users::get_user, users::create_user, users::update_user, users::delete_user, users::users_by_email),
+    components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody)),
+    modifiers(&BearerAuth),
+    tags((name = "Users", description = "Users and their metadata"))
+)]
+pub struct ManagementApi;
+
+/// The document, without servers (they depend on the tenant and the public URL).
+pub fn document() -> utoipa::openapi::OpenApi {
+    ManagementApi::openapi()
+}
+
+/// Pretty JSON of [`document`], as committed in `docs/openapi.json`.
+pub fn document_json() -> String {
+    let mut s = document().to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// `GET /t/{tenant}/api/v2/openapi.json`: the document with this tenant's server URL.
+pub async fn serve(MgmtTenant(t): MgmtTenant) -> Response {
+    let mut doc = document();
+    doc.servers = Some(vec![Server::new(format!("{}api/v2", t.issuer))]);
+    Json(doc).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_is_3_1_and_committed_copy_is_current() {
+        let doc = document_json();
+        assert!(doc.contains("\"openapi\": \"3.1"), "OpenAPI 3.1 expected");
+        for path in ["/users", "/users/{id}", "/users-by-email"] {
+            assert!(doc.contains(&format!("\"{path}\"")), "{path} documented");
+        }
+        let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(committed_path, &doc).expect("write docs/openapi.json");
+        }
+        let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
+        assert!(
+            committed == doc,
+            "docs/openapi.json differs from the code; run `UPDATE_OPENAPI=1 cargo test -p roster-http openapi` and commit it"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Resolving `/t/{tenant}/` to a tenant, with a short-lived cache.
+//!
+//! A request needs the tenant id, issuer, audience and parsed signing keys. Parsing keys costs
+//! milliseconds, so resolved tenants are cached; an entry older than `REVALIDATE` is checked against
+//! the database (one indexed read) and rebuilt only if the tenant or its key ids changed. Unknown names
+//! are not cached, so a tenant created by `roster tenant create` on a running server is served by the
+//! next request, and a deleted one stops being served within `REVALIDATE`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use roster_auth::KeySet;
+use roster_auth::jwt::StoredKey;
+use roster_domain::{TenantId, TenantName};
+use roster_store::{Store, StoreError, TenantStore};
+
+/// How long a cached tenant is trusted before it is checked again.
+pub const REVALIDATE: Duration = Duration::from_secs(2);
+
+/// Everything a request needs to know about its tenant.
+pub struct TenantCtx {
+    pub id: TenantId,
+    pub name: TenantName,
+    /// `{public_url}/t/{name}/`
+    pub issuer: String,
+    /// `{issuer}api/v2/`
+    pub management_audience: String,
+    pub keys: KeySet,
+    pub store: TenantStore,
+    kids: Vec<String>,
+}
+
+struct Entry {
+    ctx: Arc<TenantCtx>,
+    checked: Instant,
+}
+
+pub struct TenantCache {
+    store: Store,
+    public_url: String,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("unknown tenant")]
+    Unknown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("tenant keys are unusable")]
+    Keys,
+}
+
+/// Issuer of a tenant: `{public_url}/t/{name}/`.
+pub fn issuer_for(public_url: &str, name: &TenantName) -> String {
+    format!("{}/t/{}/", public_url.trim_end_matches('/'), name)
+}
+
+impl TenantCache {
+    pub fn new(store: Store, public_url: String) -> Self {
+        Self { store, public_url, entries: RwLock::new(HashMap::new()) }
+    }
+
+    pub async fn resolve(&self, raw_name: &str) -> Result<Arc<TenantCtx>, ResolveError> {
+        if let Some(ctx) = self.fresh(raw_name) {
+            return Ok(ctx);
+        }
+        let name = TenantName::parse(raw_name).map_err(|_| ResolveError::Unknown)?;
+        let Some(tenant) = self.store.tenant_by_name(&name).await? else {
+            self.entries.write().map(|mut m| m.remove(raw_name)).ok();
+            return Err(ResolveError::Unknown);
+        };
+        let tstore = self.store.tenant(tenant.id.clone());
+        let keys = tstore.signing_keys().await?;
+        let kids: Vec<String> = keys.iter().map(|k| format!("{}:{}", k.kid, k.status)).collect();
+        // Reuse the parsed keys when nothing changed since the last check.
+        let reusable = self.entries.read().ok().and_then(|m| {
+            m.get(raw_name).filter(|e| e.ctx.id == tenant.id && e.ctx.kids == kids).map(|e| e.ctx.clone())
+        });
+        let ctx = match reusable {
+            Some(ctx) => ctx,
+            None => {
+                let keyset = KeySet::from_stored(keys.iter().map(|k| StoredKey {
+                    kid: &k.kid,
+                    alg: &k.alg,
+                    pkcs8: &k.private_key,
+                    current: k.status == "current",
+                }))
+                .map_err(|_| ResolveError::Keys)?;
+                let issuer = issuer_for(&self.public_url, &name);
+                Arc::new(TenantCtx {
+                    id: tenant.id.clone(),
+                    management_audience: format!("{issuer}api/v2/"),
+                    issuer,
+                    name,
+                    keys: keyset,
+                    store: tstore,
+                    kids,
+                })
+            }
+        };
+        if let Ok(mut m) = self.entries.write() {
+            m.insert(raw_name.to_owned(), Entry { ctx: ctx.clone(), checked: Instant::now() });
+        }
+        Ok(ctx)
+    }
+
+    fn fresh(&self, name: &str) -> Option<Arc<TenantCtx>> {
+        let m = self.entries.read().ok()?;
+        let e = m.get(name)?;
+        (e.checked.elapsed() < REVALIDATE).then(|| e.ctx.clone())
+    }
+}
