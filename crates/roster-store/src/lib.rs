@@ -23,7 +23,7 @@ use roster_domain::user::{NewUser, User};
 use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
 
 pub use error::{ConflictKind, StoreError};
-pub use model::{Client, ClientGrant, Connection, NewTenant, SigningKey, Tenant, UserList};
+pub use model::{Client, ClientGrant, Connection, LogRecord, NewTenant, SigningKey, Tenant, UserList};
 use repo::Backend;
 pub use repo::UserMutation;
 
@@ -182,6 +182,11 @@ impl TenantStore {
     }
     pub async fn password_hash(&self, id: &UserId) -> Result<Option<String>> {
         self.backend.password_hash(&self.tenant, id).await
+    }
+
+    /// Log events, newest first (optionally one user's).
+    pub async fn logs(&self, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>> {
+        self.backend.logs(&self.tenant, user, limit).await
     }
 
     /// Append one standalone event (see [`Store::append_logs`]).

@@ -1,7 +1,7 @@
 //! Records the store reads and writes besides users (which live in `roster_domain::user`).
 
 use roster_domain::user::User;
-use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp};
+use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, UserId};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,4 +76,17 @@ pub struct NewTenant {
 pub struct UserList {
     pub users: Vec<User>,
     pub total: Option<u64>,
+}
+
+/// A stored log event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub log_id: String,
+    pub date: Timestamp,
+    /// Auth0 event code (`sapi`, `sdu`, `seccft` ...).
+    pub kind: String,
+    pub description: String,
+    pub client_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub details: Value,
 }

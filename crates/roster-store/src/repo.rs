@@ -9,7 +9,7 @@ use roster_domain::user::{NewUser, User};
 use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
 
 use crate::Result;
-use crate::model::{Client, ClientGrant, Connection, NewTenant, SigningKey, Tenant, UserList};
+use crate::model::{Client, ClientGrant, Connection, LogRecord, NewTenant, SigningKey, Tenant, UserList};
 
 /// Edits a user in place inside the store's transaction; an `Err` aborts the transaction.
 pub type UserMutation = Box<dyn FnOnce(&mut User) -> std::result::Result<(), ValidationError> + Send>;
@@ -59,6 +59,8 @@ pub(crate) trait UserRepo: Send + Sync {
 #[async_trait]
 pub(crate) trait LogRepo: Send + Sync {
     async fn append_logs(&self, events: &[(TenantId, LogEvent)]) -> Result<()>;
+    /// Newest first; only this user's events when `user` is given.
+    async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>>;
 }
 
 pub(crate) trait Backend: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo {}

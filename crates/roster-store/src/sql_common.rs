@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::model::{Client, ClientGrant, Connection, NewTenant, SigningKey, Tenant, UserList};
+use crate::model::{Client, ClientGrant, Connection, LogRecord, NewTenant, SigningKey, Tenant, UserList};
 use crate::repo::{ClientRepo, Lifecycle, LogRepo, TenantRepo, UserMutation, UserRepo};
 
 type Conn = <Db as sqlx::Database>::Connection;
@@ -573,5 +573,39 @@ impl LogRepo for SqlBackend {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>> {
+        let cols = "log_id, date, type, description, client_id, user_id, details";
+        let rows = match user {
+            Some(u) => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {cols} FROM logs WHERE tenant_id = $1 AND user_id = $2 ORDER BY log_id DESC LIMIT {limit}"
+                )))
+                .bind(t.as_str())
+                .bind(u.as_str())
+                .fetch_all(&self.read)
+                .await?
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!("SELECT {cols} FROM logs WHERE tenant_id = $1 ORDER BY log_id DESC LIMIT {limit}")))
+                    .bind(t.as_str())
+                    .fetch_all(&self.read)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(LogRecord {
+                    log_id: r.try_get("log_id")?,
+                    date: Timestamp::from_millis(r.try_get("date")?),
+                    kind: r.try_get("type")?,
+                    description: r.try_get("description")?,
+                    client_id: r.try_get("client_id")?,
+                    user_id: r.try_get::<Option<String>, _>("user_id")?.map(UserId::from_trusted),
+                    details: r.try_get::<Json<Value>, _>("details")?.0,
+                })
+            })
+            .collect()
     }
 }

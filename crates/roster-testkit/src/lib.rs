@@ -1,1 +1,312 @@
-//! roster-testkit
+//! Test harness: [`TestApp::spawn`] starts the real server (the same `roster::server::run` the binary
+//! uses) on a random port with a fresh database — a temporary SQLite file, or a new PostgreSQL
+//! database when `ROSTER_TEST_POSTGRES_URL` names a server — and removes it afterwards.
+//!
+//! PostgreSQL tests report themselves as skipped (a line on stderr) when that variable is unset,
+//! except in CI (`CI` set), where a missing PostgreSQL is a failure.
+
+use std::path::PathBuf;
+
+use roster::config::Config;
+use roster::provision::{self, TenantCredentials};
+use roster_domain::TenantName;
+use roster_store::{Store, StoreOptions};
+use serde_json::Value;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database, removed on drop.
+pub struct TestDb {
+    pub url: String,
+    dir: Option<PathBuf>,
+    pg: Option<(String, String)>,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), roster_domain::secret::random_alphanumeric(10).to_lowercase())
+}
+
+/// The PostgreSQL admin URL for tests, or `None` (skip) when not configured outside CI.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("ROSTER_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "CI must set ROSTER_TEST_POSTGRES_URL: PostgreSQL tests cannot be skipped in CI");
+            eprintln!("skipped: ROSTER_TEST_POSTGRES_URL is not set, PostgreSQL test not run");
+            None
+        }
+    }
+}
+
+impl TestDb {
+    /// `None` when the backend is PostgreSQL and no server is configured.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(unique("roster_test"));
+                std::fs::create_dir_all(&dir).expect("create temp dir");
+                let url = format!("sqlite://{}", dir.join("roster.db").display());
+                Some(Self { url, dir: Some(dir), pg: None })
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let name = unique("roster_test");
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to ROSTER_TEST_POSTGRES_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+                conn.close().await.ok();
+                let mut url = url_with_database(&admin, &name);
+                if url.is_empty() {
+                    url = admin.clone();
+                }
+                Some(Self { url, dir: None, pg: Some((admin, name)) })
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&StoreOptions::new(self.url.clone())).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+/// Replace the database name in a postgres URL.
+fn url_with_database(admin: &str, db: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((admin, name)) = self.pg.take() {
+            // Drop runs inside the test's runtime; use a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running server with one tenant, `acme`.
+pub struct TestApp {
+    pub base: String,
+    pub creds: TenantCredentials,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub backend: Backend,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _db: TestDb,
+}
+
+/// Knobs a test may turn before the server starts.
+pub type Tweak = Box<dyn FnOnce(&mut Config) + Send>;
+
+impl TestApp {
+    /// SQLite.
+    pub async fn spawn() -> Self {
+        Self::spawn_on(Backend::Sqlite).await.expect("sqlite is always available")
+    }
+
+    pub async fn spawn_on(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, Box::new(|_| {})).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: Tweak) -> Option<Self> {
+        let db = TestDb::create(backend).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}");
+        let mut cfg = Config {
+            public_url: base.clone(),
+            database_url: Some(db.url.clone()),
+            bootstrap_default_tenant: false,
+            // Cheap hashing keeps tests fast; the parameters themselves are tested in roster-auth.
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            log_level: "warn".into(),
+            shutdown_timeout_secs: 5,
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let store = roster::server::open_store(&cfg).await.expect("open store");
+        let creds = provision::create_tenant(&store, TenantName::parse("acme").expect("name"), &base).await.expect("tenant");
+        let (tx, rx) = oneshot::channel::<()>();
+        let run_store = store.clone();
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = roster::server::run(&cfg, run_store, listener, shutdown).await {
+                eprintln!("test server failed: {e:#}");
+            }
+        });
+        let http = reqwest::Client::builder().build().expect("client");
+        Some(Self { base, creds, http, store, backend, shutdown: Some(tx), server: Some(server), _db: db })
+    }
+
+    /// Another tenant on the same server and database.
+    pub async fn create_tenant(&self, name: &str) -> TenantCredentials {
+        provision::create_tenant(&self.store, TenantName::parse(name).expect("name"), &self.base).await.expect("tenant")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `/t/acme/api/v2{path}`
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/t/{}/api/v2{path}", self.base, self.creds.tenant)
+    }
+
+    /// A Management token for `creds` (optionally with fewer scopes).
+    pub async fn token_for(&self, creds: &TenantCredentials, scope: Option<&str>) -> String {
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", creds.management_client.client_id.clone()),
+            ("client_secret", creds.management_client.client_secret.clone()),
+            ("audience", creds.management_audience.clone()),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope", s.to_owned()));
+        }
+        let resp = self
+            .http
+            .post(self.url(&format!("/t/{}/oauth/token", creds.tenant)))
+            .form(&form)
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(resp.status(), 200, "token endpoint");
+        let body: Value = resp.json().await.expect("json");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// A Management token of `acme` with every scope.
+    pub async fn token(&self) -> String {
+        self.token_for(&self.creds, None).await
+    }
+
+    /// Create a user through the API; returns its JSON.
+    pub async fn create_user(&self, token: &str, email: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.api("/users"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "connection": "Username-Password-Authentication",
+                "email": email,
+                "password": "correct horse battery",
+            }))
+            .send()
+            .await
+            .expect("create user");
+        assert_eq!(resp.status(), 201, "create user {email}");
+        resp.json().await.expect("json")
+    }
+
+    /// Stop the server and wait for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Percent-encode a user id for a path segment (`auth0|x` → `auth0%7Cx`).
+pub fn enc(id: &str) -> String {
+    id.replace('%', "%25").replace('|', "%7C").replace('/', "%2F").replace(' ', "%20")
+}
+
+/// Run one async test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident => $body:ident;)+) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(app) = $crate::TestApp::spawn_on($crate::Backend::Sqlite).await {
+                    super::$body(app).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::TestApp::spawn_on($crate::Backend::Postgres).await {
+                    super::$body(app).await;
+                }
+            }
+        }
+    )+};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_with_database;
+
+    #[test]
+    fn database_in_url() {
+        assert_eq!(url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"), "postgres://postgres@127.0.0.1:5432/x");
+        assert_eq!(url_with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(url_with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
+
+/// Run one async store test on SQLite and on PostgreSQL, with the calling file's `fixture(backend)`.
+#[macro_export]
+macro_rules! on_store_backends {
+    ($($name:ident => $body:ident;)+) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(f) = super::fixture($crate::Backend::Sqlite).await {
+                    super::$body(f).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(f) = super::fixture($crate::Backend::Postgres).await {
+                    super::$body(f).await;
+                }
+            }
+        }
+    )+};
+}

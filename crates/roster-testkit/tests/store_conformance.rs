@@ -1,0 +1,245 @@
+//! Storage conformance: the same expectations, run against SQLite and PostgreSQL through the public
+//! `Store` API (no HTTP). A behaviour that differs between backends fails here first.
+
+use std::sync::Arc;
+
+use roster_domain::log::{LogEvent, LogType};
+use roster_domain::metadata::{MetadataKind, MetadataLimits, MetadataPatch};
+use roster_domain::query::{Page, Sort, SortField, UserQuery};
+use roster_domain::user::{Identity, NewUser, User, UserPatch};
+use roster_domain::{ConnectionId, Email, Metadata, TenantName, Timestamp, UserId};
+use roster_store::{ConflictKind, Store, StoreError, TenantStore};
+use roster_testkit::{Backend, TestDb};
+use serde_json::{Map, Value, json};
+
+struct Fixture {
+    store: Store,
+    acme: TenantStore,
+    acme_conn: ConnectionId,
+    _db: TestDb,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let db = TestDb::create(backend).await?;
+    let store = db.store().await;
+    roster::provision::create_tenant(&store, TenantName::parse("acme").expect("name"), "http://localhost").await.expect("tenant");
+    let t = store.tenant_by_name(&TenantName::parse("acme").expect("name")).await.expect("read").expect("exists");
+    let acme = store.tenant(t.id);
+    let acme_conn = acme.connection_by_name("Username-Password-Authentication").await.expect("read").expect("exists").id;
+    Some(Fixture { store, acme, acme_conn, _db: db })
+}
+
+fn new_user(conn: &ConnectionId, email: &str, created: i64) -> NewUser {
+    let id = UserId::new_database();
+    NewUser {
+        user: User {
+            identities: vec![Identity {
+                connection: "Username-Password-Authentication".into(),
+                provider: "auth0".into(),
+                user_id: id.local().into(),
+                is_social: false,
+                profile_data: None,
+            }],
+            user_id: id,
+            connection_id: conn.clone(),
+            email: Some(Email::parse(email).expect("email")),
+            email_verified: false,
+            username: None,
+            phone_number: None,
+            phone_verified: false,
+            name: Some(email.into()),
+            given_name: None,
+            family_name: None,
+            nickname: None,
+            picture: None,
+            user_metadata: Metadata::empty(),
+            app_metadata: Metadata::empty(),
+            blocked: false,
+            created_at: Timestamp::from_millis(created),
+            updated_at: Timestamp::from_millis(created),
+            last_login: None,
+            last_ip: None,
+            logins_count: 0,
+            last_password_reset: None,
+        },
+        password_hash: Some("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
+    }
+}
+
+fn ev() -> LogEvent {
+    LogEvent::new(LogType::Sapi, "test")
+}
+
+fn patch(v: Value) -> UserPatch {
+    let Value::Object(m) = v else { panic!("object") };
+    UserPatch::parse(m, MetadataLimits::default()).expect("valid patch")
+}
+
+async fn apply(t: &TenantStore, id: &UserId, v: Value) -> Result<Option<User>, StoreError> {
+    let p = patch(v);
+    t.update_user(id, Box::new(move |u| u.apply(&p, MetadataLimits::default(), Timestamp::now())), None, &ev()).await
+}
+
+async fn tenants_and_isolation(f: Fixture) {
+    let names: Vec<String> = f.store.list_tenants().await.expect("list").into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, vec!["acme"]);
+    let dup = roster::provision::create_tenant(&f.store, TenantName::parse("acme").expect("n"), "http://x").await;
+    assert!(matches!(dup, Err(roster::provision::ProvisionError::Exists(_))), "duplicate tenant refused");
+    assert_eq!(f.store.list_tenants().await.expect("list").len(), 1, "nothing half-created");
+
+    roster::provision::create_tenant(&f.store, TenantName::parse("other").expect("n"), "http://x").await.expect("tenant");
+    let other_id = f.store.tenant_by_name(&TenantName::parse("other").expect("n")).await.expect("r").expect("e").id;
+    let other = f.store.tenant(other_id);
+    let other_conn = other.connection_by_name("Username-Password-Authentication").await.expect("r").expect("e").id;
+
+    let u = new_user(&f.acme_conn, "jane@example.com", 1);
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    // The same address in another tenant is a different person.
+    other.create_user(&new_user(&other_conn, "jane@example.com", 1), &ev()).await.expect("same email, other tenant");
+
+    let id = &u.user.user_id;
+    assert!(other.user(id).await.expect("read").is_none(), "other tenant cannot read");
+    assert!(apply(&other, id, json!({"name": "x"})).await.expect("update").is_none(), "other tenant cannot update");
+    assert!(!other.delete_user(id, &ev()).await.expect("delete"), "other tenant cannot delete");
+    assert!(other.password_hash(id).await.expect("read").is_none());
+    let listed = other.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("list");
+    assert_eq!(listed.total, Some(1));
+    assert!(listed.users.iter().all(|x| &x.user_id != id));
+    assert_eq!(f.acme.user(id).await.expect("read").expect("still there").name.as_deref(), Some("jane@example.com"));
+
+    assert!(f.store.delete_tenant(&TenantName::parse("acme").expect("n")).await.expect("delete"));
+    assert!(f.acme.user(id).await.expect("read").is_none(), "tenant deletion removes its users");
+    assert!(f.acme.logs(None, 10).await.expect("logs").is_empty(), "and its logs");
+    assert_eq!(other.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l").total, Some(1));
+    assert!(!f.store.delete_tenant(&TenantName::parse("acme").expect("n")).await.expect("delete"), "already gone");
+}
+
+async fn uniqueness(f: Fixture) {
+    let a = new_user(&f.acme_conn, "Jane@Example.com", 1);
+    f.acme.create_user(&a, &ev()).await.expect("create");
+    let b = new_user(&f.acme_conn, "JANE@example.COM", 2);
+    assert!(matches!(f.acme.create_user(&b, &ev()).await, Err(StoreError::Conflict(ConflictKind::Email))));
+    let mut c = new_user(&f.acme_conn, "other@example.com", 3);
+    c.user.user_id = a.user.user_id.clone();
+    assert!(matches!(f.acme.create_user(&c, &ev()).await, Err(StoreError::Conflict(ConflictKind::UserId))));
+    let total = f.acme.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l").total;
+    assert_eq!(total, Some(1), "failed inserts left nothing");
+    // Changing an address to one in use is a conflict too, and changes nothing.
+    let d = new_user(&f.acme_conn, "d@example.com", 4);
+    f.acme.create_user(&d, &ev()).await.expect("create");
+    assert!(matches!(apply(&f.acme, &d.user.user_id, json!({"email": "JANE@example.com"})).await, Err(StoreError::Conflict(ConflictKind::Email))));
+    assert_eq!(f.acme.user(&d.user.user_id).await.expect("r").expect("e").email.map(|e| e.to_string()).as_deref(), Some("d@example.com"));
+}
+
+async fn update_merge_password_and_logs(f: Fixture) {
+    let u = new_user(&f.acme_conn, "m@example.com", 1);
+    let id = u.user.user_id.clone();
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    apply(&f.acme, &id, json!({"user_metadata": {"a": 1, "b": {"y": 2}, "c": 3}})).await.expect("u").expect("e");
+    let got = apply(&f.acme, &id, json!({"user_metadata": {"a": null, "b": {"x": 1}}})).await.expect("u").expect("e");
+    assert_eq!(got.user_metadata.into_value(), json!({"b": {"x": 1}, "c": 3}));
+    let got = apply(&f.acme, &id, json!({"user_metadata": {}, "app_metadata": {"plan": "pro"}})).await.expect("u").expect("e");
+    assert_eq!(got.user_metadata.into_value(), json!({}));
+    let read = f.acme.user(&id).await.expect("r").expect("e");
+    assert_eq!(read.app_metadata.into_value(), json!({"plan": "pro"}), "the write is visible to a fresh read");
+    assert!(read.updated_at > u.user.updated_at);
+
+    // A refused mutation rolls back and changes nothing.
+    let limits = MetadataLimits { max_bytes: 300, max_depth: 10 };
+    let big = MetadataPatch::parse(MetadataKind::User, json!({"big": "x".repeat(400)}), limits).expect("valid");
+    let r = f
+        .acme
+        .update_user(
+            &id,
+            Box::new(move |u| {
+                u.user_metadata = u.user_metadata.merged(&big, MetadataKind::User, limits)?;
+                Ok(())
+            }),
+            Some("$argon2id$new".into()),
+            &ev(),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Rejected(_))));
+    assert_eq!(f.acme.password_hash(&id).await.expect("r").as_deref(), Some("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA"));
+
+    f.acme.update_user(&id, Box::new(|_| Ok(())), Some("$argon2id$new".into()), &ev()).await.expect("u").expect("e");
+    assert_eq!(f.acme.password_hash(&id).await.expect("r").as_deref(), Some("$argon2id$new"));
+
+    let mut del = LogEvent::new(LogType::Sdu, "Deleted User");
+    del.user_id = Some(id.clone());
+    assert!(f.acme.delete_user(&id, &del).await.expect("delete"));
+    assert!(f.acme.user(&id).await.expect("r").is_none());
+    assert!(f.acme.password_hash(&id).await.expect("r").is_none(), "credentials go with the user");
+    let logs = f.acme.logs(Some(&id), 10).await.expect("logs");
+    assert_eq!(logs.first().map(|l| l.kind.as_str()), Some("sdu"));
+    // Standalone events are appended in batches.
+    f.store.append_logs(&[(f.acme.tenant_id().clone(), LogEvent::new(LogType::Seccft, "a")), (f.acme.tenant_id().clone(), LogEvent::new(LogType::Seccft, "b"))]).await.expect("append");
+    let all = f.acme.logs(None, 100).await.expect("logs");
+    assert_eq!(all.iter().filter(|l| l.kind == "seccft").count(), 2);
+    assert!(all.iter().filter(|l| l.kind == "sapi").count() >= 4, "each successful update logged in its transaction");
+}
+
+async fn listing(f: Fixture) {
+    for (i, e) in ["c@example.com", "a@example.com", "b@example.com", "d@example.com"].iter().enumerate() {
+        let mut u = new_user(&f.acme_conn, e, 100 + i as i64);
+        u.user.blocked = i % 2 == 1;
+        u.user.name = Some(if i == 0 { "Zoë".into() } else { format!("name{i}") });
+        f.acme.create_user(&u, &ev()).await.expect("create");
+    }
+    let page = Page::new(Some(0), Some(2)).expect("p");
+    let l = f.acme.list_users(&UserQuery::default(), Sort::default(), page, true).await.expect("l");
+    let emails: Vec<String> = l.users.iter().map(|u| u.email.as_ref().map(|e| e.to_string()).unwrap_or_default()).collect();
+    assert_eq!(emails, vec!["c@example.com", "a@example.com"], "default order is creation");
+    assert_eq!(l.total, Some(4));
+    let by_email = Sort { field: SortField::Email, descending: true };
+    let l = f.acme.list_users(&UserQuery::default(), by_email, Page::new(Some(1), Some(3)).expect("p"), false).await.expect("l");
+    assert_eq!(l.users.len(), 1);
+    assert_eq!(l.users[0].email.as_ref().map(|e| e.to_string()).as_deref(), Some("a@example.com"));
+    assert_eq!(l.total, None);
+    let q = UserQuery::parse(r#"email:"B@EXAMPLE.com""#).expect("q");
+    let l = f.acme.list_users(&q, Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l");
+    assert_eq!((l.users.len(), l.total), (1, Some(1)));
+    let q = UserQuery::parse("blocked:true AND email_verified:false").expect("q");
+    let l = f.acme.list_users(&q, Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l");
+    assert_eq!(l.total, Some(2));
+    let q = UserQuery::parse(r#"name:"ZOË" AND identities.connection:"Username-Password-Authentication""#).expect("q");
+    let l = f.acme.list_users(&q, Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l");
+    assert_eq!(l.total, Some(1), "case-insensitive name match, also for non-ASCII");
+    // NULLs sort last in both directions, the same on both engines.
+    let by_login = Sort { field: SortField::LastLogin, descending: true };
+    let l = f.acme.list_users(&UserQuery::default(), by_login, Page::new(None, None).expect("p"), false).await.expect("l");
+    assert_eq!(l.users.len(), 4);
+    let exact = f.acme.users_by_email("a@example.com").await.expect("by email");
+    assert_eq!(exact.len(), 1);
+    assert!(f.acme.users_by_email("A@example.com").await.expect("by email").is_empty(), "users-by-email is case-sensitive");
+}
+
+async fn concurrent_merges_lose_nothing(f: Fixture) {
+    let u = new_user(&f.acme_conn, "race@example.com", 1);
+    let id = u.user.user_id.clone();
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    let acme = Arc::new(f.acme.clone());
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let acme = acme.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut m = Map::new();
+            m.insert(format!("k{i}"), json!(i));
+            apply(&acme, &id, json!({ "user_metadata": Value::Object(m) })).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("update").expect("exists");
+    }
+    let got = f.acme.user(&id).await.expect("r").expect("e");
+    assert_eq!(got.user_metadata.as_map().len(), 100, "every concurrent merge kept its key");
+}
+
+roster_testkit::on_store_backends! {
+    tenants => tenants_and_isolation;
+    unique => uniqueness;
+    update => update_merge_password_and_logs;
+    list => listing;
+    concurrency => concurrent_merges_lose_nothing;
+}
