@@ -98,9 +98,7 @@ impl PasswordHasher {
     /// True when a stored hash uses other parameters than the configured ones (rehash at next login).
     pub fn needs_rehash(&self, phc: &str) -> bool {
         match PasswordHash::new(phc) {
-            Ok(h) => {
-                h.algorithm.as_str() != "argon2id" || Params::try_from(&h).map(|p| p != self.params).unwrap_or(true)
-            }
+            Ok(h) => h.algorithm.as_str() != "argon2id" || Params::try_from(&h).map(|p| p != self.params).unwrap_or(true),
             Err(_) => true,
         }
     }
@@ -165,8 +163,8 @@ fn verify_with(pwd: &[u8], phc: &str, memory: &mut Vec<Block>) -> Result<bool, H
     if base.m_cost() > MAX_VERIFY_MEMORY_KIB {
         return Err(HashError::BadStoredHash);
     }
-    let params = Params::new(base.m_cost(), base.t_cost(), base.p_cost(), Some(expected.len()))
-        .map_err(|_| HashError::BadStoredHash)?;
+    let params =
+        Params::new(base.m_cost(), base.t_cost(), base.p_cost(), Some(expected.len())).map_err(|_| HashError::BadStoredHash)?;
     memory.resize(params.block_count(), Block::new());
     let argon = Argon2::new(algorithm, version, params.clone());
     let mut out = vec![0u8; expected.len()];

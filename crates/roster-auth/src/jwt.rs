@@ -78,7 +78,7 @@ impl NewKey {
     pub fn generate_rs256() -> Result<Self, TokenError> {
         let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| TokenError::Key)?;
         let pkcs8 = kp.as_der().map_err(|_| TokenError::Key)?.as_ref().to_vec();
-        let kid = URL_SAFE_NO_PAD.encode(&roster_domain::secret::random_bytes(16));
+        let kid = URL_SAFE_NO_PAD.encode(roster_domain::secret::random_bytes(16));
         let jwk = public_jwk(&kp, &kid);
         Ok(Self { kid, pkcs8, jwk })
     }

@@ -67,7 +67,8 @@ mod tests {
     #[test]
     fn rejects_bad_shapes() {
         let long_local = format!("{}@x.com", "a".repeat(65));
-        for bad in ["", "a", "@x.com", "a@", "a b@x.com", "a@x..com", "a@-x.com", "a@x.com\r\nBcc: y@z.com", long_local.as_str()] {
+        for bad in ["", "a", "@x.com", "a@", "a b@x.com", "a@x..com", "a@-x.com", "a@x.com\r\nBcc: y@z.com", long_local.as_str()]
+        {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
     }

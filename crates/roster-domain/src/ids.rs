@@ -112,7 +112,10 @@ impl UserId {
         let Some((provider, id)) = s.split_once('|') else {
             return Err(ValidationError::new("user_id must have the form provider|id"));
         };
-        if provider.is_empty() || id.is_empty() || s.len() > Self::MAX_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        if provider.is_empty()
+            || id.is_empty()
+            || s.len() > Self::MAX_LEN
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(ValidationError::new("invalid user_id"));
         }
@@ -126,8 +129,7 @@ impl UserId {
 
     /// The id a caller supplied at creation (`POST /users {"user_id": "abc"}`) becomes `auth0|abc`.
     pub fn database_with(id: &str) -> Result<Self, ValidationError> {
-        if id.is_empty() || id.len() > Self::MAX_LEN - 6 || id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '|')
-        {
+        if id.is_empty() || id.len() > Self::MAX_LEN - 6 || id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '|') {
             return Err(ValidationError::new("user_id must be 1 to 249 characters without spaces or '|'"));
         }
         Ok(Self(format!("auth0|{id}")))

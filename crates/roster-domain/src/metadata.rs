@@ -155,12 +155,12 @@ impl MetadataPatch {
 }
 
 fn check_keys(kind: MetadataKind, map: &Map<String, Value>, limits: MetadataLimits) -> Result<(), ValidationError> {
-    if kind == MetadataKind::App {
-        if let Some(k) = map.keys().find(|k| RESERVED_APP_METADATA_KEYS.contains(&k.as_str())) {
-            return Err(ValidationError::new(format!(
-                "Payload validation error: 'app_metadata' key '{k}' is reserved and cannot be set."
-            )));
-        }
+    if kind == MetadataKind::App
+        && let Some(k) = map.keys().find(|k| RESERVED_APP_METADATA_KEYS.contains(&k.as_str()))
+    {
+        return Err(ValidationError::new(format!(
+            "Payload validation error: 'app_metadata' key '{k}' is reserved and cannot be set."
+        )));
     }
     check_object(kind, map, 1, limits.max_depth)
 }

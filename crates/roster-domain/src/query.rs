@@ -90,7 +90,9 @@ impl UserQuery {
             }
             for kw in ["OR", "NOT"] {
                 if rest.starts_with(kw) && rest[kw.len()..].starts_with(char::is_whitespace) {
-                    return Err(ValidationError::new(format!("Query syntax error: '{kw}' is not supported yet; join terms with AND.")));
+                    return Err(ValidationError::new(format!(
+                        "Query syntax error: '{kw}' is not supported yet; join terms with AND."
+                    )));
                 }
             }
             let (term, r) = take_term(rest)?;

@@ -32,13 +32,7 @@ impl Timestamp {
         match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
             Ok(dt) => {
                 let (y, mo, d) = (dt.year(), u8::from(dt.month()), dt.day());
-                format!(
-                    "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-                    dt.hour(),
-                    dt.minute(),
-                    dt.second(),
-                    dt.millisecond()
-                )
+                format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", dt.hour(), dt.minute(), dt.second(), dt.millisecond())
             }
             Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
         }

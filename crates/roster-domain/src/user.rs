@@ -93,8 +93,23 @@ impl UserPatch {
             ($($name:ident),*) => { $( if self.$name.is_some() { f.push(stringify!($name)); } )* };
         }
         push!(
-            email, email_verified, username, phone_number, phone_verified, name, given_name, family_name, nickname, picture,
-            blocked, user_metadata, app_metadata, password, verify_email, connection, client_id
+            email,
+            email_verified,
+            username,
+            phone_number,
+            phone_verified,
+            name,
+            given_name,
+            family_name,
+            nickname,
+            picture,
+            blocked,
+            user_metadata,
+            app_metadata,
+            password,
+            verify_email,
+            connection,
+            client_id
         );
         f
     }
@@ -275,7 +290,9 @@ pub fn parse_picture(s: &str) -> Result<String, ValidationError> {
         && s.len() <= 2048
         && !s.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
-        return Err(ValidationError::new("Payload validation error: 'picture' must be an http(s) URL of at most 2048 characters."));
+        return Err(ValidationError::new(
+            "Payload validation error: 'picture' must be an http(s) URL of at most 2048 characters.",
+        ));
     }
     Ok(s.to_owned())
 }

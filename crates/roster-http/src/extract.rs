@@ -179,9 +179,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 Some("invalid_body"),
             ));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), state.cfg.max_body_bytes).await.map_err(|_| {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large", Some("invalid_body"))
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), state.cfg.max_body_bytes)
+            .await
+            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large", Some("invalid_body")))?;
         let value = serde_json::from_slice::<T>(&bytes).map_err(|e| {
             let what = if e.is_data() { e.to_string() } else { "Invalid JSON".to_owned() };
             ApiError::bad_request(format!("Payload validation error: '{what}'."))

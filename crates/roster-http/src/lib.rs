@@ -21,22 +21,22 @@ pub mod tenant;
 use std::any::Any;
 
 use axum::Json;
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::error::ApiError;
+use crate::management::users;
 pub use crate::ratelimit::RateLimitConfig;
 pub use crate::state::{AppState, HttpConfig};
 pub use crate::tenant::issuer_for;
-use crate::error::ApiError;
-use crate::management::users;
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {

@@ -88,9 +88,11 @@ impl RateLimiter {
 }
 
 fn set_headers(h: &mut HeaderMap, d: &Decision) {
-    for (name, value) in
-        [("x-ratelimit-limit", d.limit.to_string()), ("x-ratelimit-remaining", d.remaining.to_string()), ("x-ratelimit-reset", d.reset.to_string())]
-    {
+    for (name, value) in [
+        ("x-ratelimit-limit", d.limit.to_string()),
+        ("x-ratelimit-remaining", d.remaining.to_string()),
+        ("x-ratelimit-reset", d.reset.to_string()),
+    ] {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
@@ -102,10 +104,9 @@ pub async fn management_rate_limit(State(state): State<AppState>, req: Request, 
     let key = req.uri().path().strip_prefix("/t/").and_then(|p| p.split('/').next()).unwrap_or("").to_owned();
     let d = state.rate.check(&key);
     if !d.allowed {
-        let mut resp =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Global limit has been reached", Some("too_many_requests"))
-                .with_retry_after(d.retry_after)
-                .into_response();
+        let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Global limit has been reached", Some("too_many_requests"))
+            .with_retry_after(d.retry_after)
+            .into_response();
         set_headers(resp.headers_mut(), &d);
         return resp;
     }

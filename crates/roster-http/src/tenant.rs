@@ -75,9 +75,11 @@ impl TenantCache {
         let keys = tstore.signing_keys().await?;
         let kids: Vec<String> = keys.iter().map(|k| format!("{}:{}", k.kid, k.status)).collect();
         // Reuse the parsed keys when nothing changed since the last check.
-        let reusable = self.entries.read().ok().and_then(|m| {
-            m.get(raw_name).filter(|e| e.ctx.id == tenant.id && e.ctx.kids == kids).map(|e| e.ctx.clone())
-        });
+        let reusable = self
+            .entries
+            .read()
+            .ok()
+            .and_then(|m| m.get(raw_name).filter(|e| e.ctx.id == tenant.id && e.ctx.kids == kids).map(|e| e.ctx.clone()));
         let ctx = match reusable {
             Some(ctx) => ctx,
             None => {

@@ -32,11 +32,11 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10))
         .pragma("temp_store", "memory");
-    if let Some(parent) = base.get_filename().parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Config(format!("cannot create the database folder {}: {e}", parent.display())))?;
-        }
+    if let Some(parent) = base.get_filename().parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Config(format!("cannot create the database folder {}: {e}", parent.display())))?;
     }
     let write = SqlitePoolOptions::new()
         .max_connections(1)

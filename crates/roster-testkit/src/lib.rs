@@ -37,7 +37,10 @@ pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("ROSTER_TEST_POSTGRES_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set ROSTER_TEST_POSTGRES_URL: PostgreSQL tests cannot be skipped in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set ROSTER_TEST_POSTGRES_URL: PostgreSQL tests cannot be skipped in CI"
+            );
             eprintln!("skipped: ROSTER_TEST_POSTGRES_URL is not set, PostgreSQL test not run");
             None
         }
@@ -58,7 +61,10 @@ impl TestDb {
                 let admin = postgres_admin_url()?;
                 let name = unique("roster_test");
                 let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to ROSTER_TEST_POSTGRES_URL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
                 conn.close().await.ok();
                 let mut url = url_with_database(&admin, &name);
                 if url.is_empty() {
@@ -103,7 +109,9 @@ impl Drop for TestDb {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
                 rt.block_on(async {
                     if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                            .execute(&mut c)
+                            .await;
                     }
                 });
             })
@@ -278,18 +286,6 @@ macro_rules! on_both_backends {
     )+};
 }
 
-#[cfg(test)]
-mod tests {
-    use super::url_with_database;
-
-    #[test]
-    fn database_in_url() {
-        assert_eq!(url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(url_with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(url_with_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
-}
-
 /// Run one async store test on SQLite and on PostgreSQL, with the calling file's `fixture(backend)`.
 #[macro_export]
 macro_rules! on_store_backends {
@@ -309,4 +305,16 @@ macro_rules! on_store_backends {
             }
         }
     )+};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_with_database;
+
+    #[test]
+    fn database_in_url() {
+        assert_eq!(url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"), "postgres://postgres@127.0.0.1:5432/x");
+        assert_eq!(url_with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(url_with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
 }

@@ -102,7 +102,8 @@ async fn tenants_and_isolation(f: Fixture) {
     assert!(apply(&other, id, json!({"name": "x"})).await.expect("update").is_none(), "other tenant cannot update");
     assert!(!other.delete_user(id, &ev()).await.expect("delete"), "other tenant cannot delete");
     assert!(other.password_hash(id).await.expect("read").is_none());
-    let listed = other.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("list");
+    let listed =
+        other.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("list");
     assert_eq!(listed.total, Some(1));
     assert!(listed.users.iter().all(|x| &x.user_id != id));
     assert_eq!(f.acme.user(id).await.expect("read").expect("still there").name.as_deref(), Some("jane@example.com"));
@@ -110,7 +111,10 @@ async fn tenants_and_isolation(f: Fixture) {
     assert!(f.store.delete_tenant(&TenantName::parse("acme").expect("n")).await.expect("delete"));
     assert!(f.acme.user(id).await.expect("read").is_none(), "tenant deletion removes its users");
     assert!(f.acme.logs(None, 10).await.expect("logs").is_empty(), "and its logs");
-    assert_eq!(other.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l").total, Some(1));
+    assert_eq!(
+        other.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l").total,
+        Some(1)
+    );
     assert!(!f.store.delete_tenant(&TenantName::parse("acme").expect("n")).await.expect("delete"), "already gone");
 }
 
@@ -122,13 +126,24 @@ async fn uniqueness(f: Fixture) {
     let mut c = new_user(&f.acme_conn, "other@example.com", 3);
     c.user.user_id = a.user.user_id.clone();
     assert!(matches!(f.acme.create_user(&c, &ev()).await, Err(StoreError::Conflict(ConflictKind::UserId))));
-    let total = f.acme.list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true).await.expect("l").total;
+    let total = f
+        .acme
+        .list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true)
+        .await
+        .expect("l")
+        .total;
     assert_eq!(total, Some(1), "failed inserts left nothing");
     // Changing an address to one in use is a conflict too, and changes nothing.
     let d = new_user(&f.acme_conn, "d@example.com", 4);
     f.acme.create_user(&d, &ev()).await.expect("create");
-    assert!(matches!(apply(&f.acme, &d.user.user_id, json!({"email": "JANE@example.com"})).await, Err(StoreError::Conflict(ConflictKind::Email))));
-    assert_eq!(f.acme.user(&d.user.user_id).await.expect("r").expect("e").email.map(|e| e.to_string()).as_deref(), Some("d@example.com"));
+    assert!(matches!(
+        apply(&f.acme, &d.user.user_id, json!({"email": "JANE@example.com"})).await,
+        Err(StoreError::Conflict(ConflictKind::Email))
+    ));
+    assert_eq!(
+        f.acme.user(&d.user.user_id).await.expect("r").expect("e").email.map(|e| e.to_string()).as_deref(),
+        Some("d@example.com")
+    );
 }
 
 async fn update_merge_password_and_logs(f: Fixture) {
@@ -173,7 +188,13 @@ async fn update_merge_password_and_logs(f: Fixture) {
     let logs = f.acme.logs(Some(&id), 10).await.expect("logs");
     assert_eq!(logs.first().map(|l| l.kind.as_str()), Some("sdu"));
     // Standalone events are appended in batches.
-    f.store.append_logs(&[(f.acme.tenant_id().clone(), LogEvent::new(LogType::Seccft, "a")), (f.acme.tenant_id().clone(), LogEvent::new(LogType::Seccft, "b"))]).await.expect("append");
+    f.store
+        .append_logs(&[
+            (f.acme.tenant_id().clone(), LogEvent::new(LogType::Seccft, "a")),
+            (f.acme.tenant_id().clone(), LogEvent::new(LogType::Seccft, "b")),
+        ])
+        .await
+        .expect("append");
     let all = f.acme.logs(None, 100).await.expect("logs");
     assert_eq!(all.iter().filter(|l| l.kind == "seccft").count(), 2);
     assert!(all.iter().filter(|l| l.kind == "sapi").count() >= 4, "each successful update logged in its transaction");

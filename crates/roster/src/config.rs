@@ -224,8 +224,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("roster-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("roster.toml");
-        std::fs::write(&file, "public_url = \"https://from-file.example\"\nlisten = \"127.0.0.1:9000\"\nlog_level = \"debug\"\nbogus = 1\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "public_url = \"https://from-file.example\"\nlisten = \"127.0.0.1:9000\"\nlog_level = \"debug\"\nbogus = 1\n",
+        )
+        .expect("write");
         let secret = dir.join("db-url");
         std::fs::write(&secret, "postgres://from-file-secret/db\n").expect("write");
         let flags = FlagOverrides { listen: Some("127.0.0.1:9999".parse().expect("addr")), ..Default::default() };

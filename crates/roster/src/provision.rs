@@ -6,7 +6,7 @@
 use roster_auth::{NewKey, secret};
 use roster_domain::scope::MANAGEMENT_SCOPES;
 use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp};
-use roster_store::{Client, ClientGrant, Connection, ConflictKind, NewTenant, SigningKey, Store, StoreError, Tenant};
+use roster_store::{Client, ClientGrant, ConflictKind, Connection, NewTenant, SigningKey, Store, StoreError, Tenant};
 use serde::Serialize;
 use serde_json::json;
 

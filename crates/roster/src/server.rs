@@ -67,18 +67,24 @@ pub async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<TenantCrede
 }
 
 /// Serve until `shutdown` resolves, then drain.
-pub async fn run(cfg: &Config, store: Store, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    cfg: &Config,
+    store: Store,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let state = AppState::new(store.clone(), http_config(cfg), hasher(cfg)?);
     let app = roster_http::router(state);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = store.kind(), "roster is listening");
     let draining = Arc::new(Notify::new());
     let notify = draining.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        notify.notify_one();
-    });
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            notify.notify_one();
+        });
     let timeout = Duration::from_secs(cfg.shutdown_timeout_secs);
     tokio::select! {
         r = server => r.context("server error")?,

@@ -57,8 +57,9 @@ impl<S: Send + Sync> FromRequest<S> for TokenForm {
             .await
             .map_err(|_| OAuthError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "Request body is too large"))?;
         let mut tr: TokenRequest = match ct.as_str() {
-            "application/json" => serde_json::from_slice(&bytes)
-                .map_err(|_| OAuthError::invalid_request("The request body is not valid JSON or has a field of the wrong type"))?,
+            "application/json" => serde_json::from_slice(&bytes).map_err(|_| {
+                OAuthError::invalid_request("The request body is not valid JSON or has a field of the wrong type")
+            })?,
             "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&bytes)
                 .map_err(|_| OAuthError::invalid_request("The request body is not a valid form"))?,
             _ => {
@@ -111,13 +112,19 @@ pub async fn token(
     headers: HeaderMap,
     TokenForm(req): TokenForm,
 ) -> Result<Response, OAuthError> {
-    let grant = req.grant_type.as_deref().filter(|g| !g.is_empty()).ok_or_else(|| {
-        OAuthError::invalid_request("Missing required parameter: grant_type")
-    })?;
+    let grant = req
+        .grant_type
+        .as_deref()
+        .filter(|g| !g.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: grant_type"))?;
     match grant {
         "client_credentials" => client_credentials(&state, &tenant, &headers, req).await,
         "password" | "http://auth0.com/oauth/grant-type/password-realm" | "authorization_code" | "refresh_token" => {
-            Err(OAuthError::new(StatusCode::FORBIDDEN, "unauthorized_client", format!("Grant type '{grant}' not allowed for the client.")))
+            Err(OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "unauthorized_client",
+                format!("Grant type '{grant}' not allowed for the client."),
+            ))
         }
         _ => Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("Unsupported grant type: {grant}"))),
     }
@@ -170,14 +177,20 @@ async fn client_credentials(
     };
     if audience != tenant.management_audience {
         let _ = state.logs.record(tenant.id.clone(), fail(Some(&client.client_id), "Service not enabled")).await;
-        return Err(OAuthError::new(StatusCode::FORBIDDEN, "access_denied", format!("Service not enabled within domain: {audience}")));
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!("Service not enabled within domain: {audience}"),
+        ));
     }
     let Some(grant) = tenant.store.client_grant(&client.client_id, audience).await? else {
         let _ = state.logs.record(tenant.id.clone(), fail(Some(&client.client_id), "No client grant")).await;
         return Err(OAuthError::new(
             StatusCode::FORBIDDEN,
             "access_denied",
-            format!("Client has not been granted scopes for API {audience}. You need to create a \"client-grant\" associated to this API."),
+            format!(
+                "Client has not been granted scopes for API {audience}. You need to create a \"client-grant\" associated to this API."
+            ),
         ));
     };
     let granted = Scopes::from_list(grant.scope.iter().map(String::as_str));

@@ -79,7 +79,10 @@ fn parse_bool(name: &str, v: Option<&str>, default: bool) -> Result<bool, ApiErr
 
 fn parse_u32(name: &str, v: Option<&str>) -> Result<Option<u32>, ApiError> {
     v.filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().map_err(|_| ApiError::invalid_query(format!("Query validation error: '{name}' must be a non-negative integer."))))
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| ApiError::invalid_query(format!("Query validation error: '{name}' must be a non-negative integer.")))
+        })
         .transpose()
 }
 
@@ -110,10 +113,7 @@ fn require_scope(p: &Principal, scope: &'static str) -> Result<(), ApiError> {
               (status = 400, description = "Invalid paging or query", body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = ["read:users"])))]
-pub async fn list_users(
-    auth: Authorized<ReadUsers>,
-    ApiQuery(params): ApiQuery<ListUsersParams>,
-) -> Result<Response, ApiError> {
+pub async fn list_users(auth: Authorized<ReadUsers>, ApiQuery(params): ApiQuery<ListUsersParams>) -> Result<Response, ApiError> {
     require_scope(&auth, "read:users")?;
     let page = Page::new(parse_u32("page", params.page.as_deref())?, parse_u32("per_page", params.per_page.as_deref())?)
         .map_err(|e| match e {
@@ -216,11 +216,10 @@ pub async fn create_user(
     let limits = state.cfg.metadata_limits;
     let tenant = &auth.tenant;
     let conn_name = body.connection.as_deref().ok_or_else(|| missing("connection"))?;
-    let connection = tenant
-        .store
-        .connection_by_name(conn_name)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "The connection does not exist.", Some("inexistent_connection")))?;
+    let connection =
+        tenant.store.connection_by_name(conn_name).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "The connection does not exist.", Some("inexistent_connection"))
+        })?;
     if connection.strategy != "auth0" {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -371,11 +370,8 @@ pub async fn update_user(
     ev.user_id = Some(id.clone());
     ev.details = json!({ "fields": patch.fields() });
     let now = Timestamp::now();
-    let result = auth
-        .tenant
-        .store
-        .update_user(&id, Box::new(move |u: &mut User| u.apply(&patch, limits, now)), password_hash, &ev)
-        .await;
+    let result =
+        auth.tenant.store.update_user(&id, Box::new(move |u: &mut User| u.apply(&patch, limits, now)), password_hash, &ev).await;
     match result {
         Ok(Some(user)) => Ok(Json(user_json(&user)).into_response()),
         Ok(None) => Err(ApiError::not_found_user()),
@@ -397,10 +393,7 @@ pub async fn update_user(
     responses((status = 204, description = "Deleted (or did not exist)"), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)),
     security(("bearer" = ["delete:users"])))]
-pub async fn delete_user(
-    auth: Authorized<DeleteUsers>,
-    Path(path): Path<UserPath>,
-) -> Result<StatusCode, ApiError> {
+pub async fn delete_user(auth: Authorized<DeleteUsers>, Path(path): Path<UserPath>) -> Result<StatusCode, ApiError> {
     let Ok(id) = UserId::parse(&path.id) else {
         return Ok(StatusCode::NO_CONTENT);
     };
@@ -421,9 +414,10 @@ pub async fn users_by_email(
     ApiQuery(params): ApiQuery<ByEmailParams>,
 ) -> Result<Response, ApiError> {
     require_scope(&auth, "read:users")?;
-    let email = params.email.filter(|e| !e.is_empty()).ok_or_else(|| {
-        ApiError::invalid_query("Query validation error: 'Missing required property: email'.")
-    })?;
+    let email = params
+        .email
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| ApiError::invalid_query("Query validation error: 'Missing required property: email'."))?;
     let projection =
         Projection::new(params.fields.as_deref(), parse_bool("include_fields", params.include_fields.as_deref(), true)?);
     let users = auth.tenant.store.users_by_email(&email).await?;

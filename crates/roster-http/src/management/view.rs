@@ -68,9 +68,9 @@ impl Projection {
             return v;
         }
         match v {
-            Value::Object(m) => Value::Object(
-                m.into_iter().filter(|(k, _)| self.fields.iter().any(|f| f == k) == self.include).collect(),
-            ),
+            Value::Object(m) => {
+                Value::Object(m.into_iter().filter(|(k, _)| self.fields.iter().any(|f| f == k) == self.include).collect())
+            }
             other => other,
         }
     }
