@@ -238,14 +238,16 @@ impl TestApp {
         resp.json().await.expect("json")
     }
 
-    /// Stop the server and wait for it to drain.
-    pub async fn stop(mut self) {
+    /// Stop the server and wait for it to drain. The database stays until the returned handle drops.
+    pub async fn stop(mut self) -> TestDb {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
+        let placeholder = TestDb { url: String::new(), dir: None, pg: None };
+        std::mem::replace(&mut self._db, placeholder)
     }
 }
 
