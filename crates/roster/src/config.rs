@@ -144,7 +144,9 @@ impl Config {
                 warnings.push(format!("unknown environment variable {k} (ignored)"));
                 continue;
             }
-            env_dict.insert(key, FigValue::from(value));
+            // Typed like figment's own Env provider: "1024" is a number, "true" a boolean.
+            let parsed = value.parse::<FigValue>().unwrap_or_else(|_| FigValue::from(value));
+            env_dict.insert(key, parsed);
         }
         fig = fig.merge(Serialized::defaults(env_dict)).merge(Serialized::defaults(flags));
         let cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -240,12 +242,20 @@ mod tests {
                 ("ROSTER_DATABASE_URL_FILE", secret.to_str().expect("utf8")),
                 ("ROSTER_TEST_POSTGRES_URL", "ignored"),
                 ("ROSTER_NOPE", "x"),
+                ("ROSTER_ARGON2_MEMORY_KIB", "1024"),
+                ("ROSTER_BOOTSTRAP_DEFAULT_TENANT", "false"),
+                ("ROSTER_MANAGEMENT_RATE_LIMIT", "0.5"),
             ]),
         )
         .expect("loads");
         assert_eq!(c.public_url, "https://from-env.example", "env beats file");
         assert_eq!(c.listen.to_string(), "127.0.0.1:9999", "flag beats file");
         assert_eq!(c.log_level, "debug", "file beats default");
+        assert_eq!(
+            (c.argon2_memory_kib, c.bootstrap_default_tenant, c.management_rate_limit),
+            (1024, false, 0.5),
+            "typed env values"
+        );
         assert_eq!(c.database_url(), "postgres://from-file-secret/db", "*_FILE read");
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w.iter().any(|m| m.contains("bogus")) && w.iter().any(|m| m.contains("ROSTER_NOPE")));

@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn serve(cfg: Config) -> Result<()> {
     let store = server::open_store(&cfg).await?;
     if let Some(creds) = server::bootstrap(&store, &cfg).await? {
-        eprintln!("Created the tenant 'default'. Its credentials are shown once; store them now:");
+        tracing::warn!("created the tenant 'default': its credentials are printed once on stdout, store them now");
         println!("{}", serde_json::to_string_pretty(&creds)?);
     }
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
