@@ -20,10 +20,13 @@ use std::time::Duration;
 use roster_domain::log::LogEvent;
 use roster_domain::query::{Page, Sort, UserQuery};
 use roster_domain::user::{NewUser, User};
-use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
+use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, UserId};
 
 pub use error::{ConflictKind, StoreError};
-pub use model::{Client, ClientGrant, Connection, LogRecord, NewTenant, SigningKey, Tenant, UserList};
+pub use model::{
+    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxMessage, OutboxRecord, RefreshToken,
+    Rotation, Session, SigningKey, Tenant, UserList,
+};
 use repo::Backend;
 pub use repo::UserMutation;
 
@@ -151,8 +154,8 @@ impl TenantStore {
 
     /// Insert a user (and its password hash) with its log event. Duplicate email, username or id →
     /// `StoreError::Conflict`.
-    pub async fn create_user(&self, new: &NewUser, log: &LogEvent) -> Result<()> {
-        self.backend.create_user(&self.tenant, new, log).await
+    pub async fn create_user(&self, new: &NewUser, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.create_user(&self.tenant, new, &effects.into()).await
     }
     pub async fn user(&self, id: &UserId) -> Result<Option<User>> {
         self.backend.user(&self.tenant, id).await
@@ -165,13 +168,78 @@ impl TenantStore {
         id: &UserId,
         mutate: UserMutation,
         new_password_hash: Option<String>,
-        log: &LogEvent,
+        effects: impl Into<Effects>,
     ) -> Result<Option<User>> {
-        self.backend.update_user(&self.tenant, id, mutate, new_password_hash, log).await
+        self.backend.update_user(&self.tenant, id, mutate, new_password_hash, &effects.into()).await
     }
-    /// Delete a user and everything attached to it, with its log event. False when it did not exist.
-    pub async fn delete_user(&self, id: &UserId, log: &LogEvent) -> Result<bool> {
-        self.backend.delete_user(&self.tenant, id, log).await
+    /// Delete a user and everything attached to it (credentials, sessions, refresh tokens, codes),
+    /// with its log event. False when it did not exist.
+    pub async fn delete_user(&self, id: &UserId, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.delete_user(&self.tenant, id, &effects.into()).await
+    }
+    /// Find a user of a connection by email (case-insensitive) or username, with its password hash.
+    pub async fn user_by_login(&self, connection: &ConnectionId, identifier: &str) -> Result<Option<(User, Option<String>)>> {
+        self.backend.user_by_login(&self.tenant, connection, identifier).await
+    }
+    pub async fn outbox_for_user(&self, id: &UserId) -> Result<Vec<OutboxRecord>> {
+        self.backend.outbox_for_user(&self.tenant, id).await
+    }
+
+    // ---- clients and connections (administration) ----
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>> {
+        self.backend.list_clients(&self.tenant).await
+    }
+    pub async fn create_client(&self, c: &Client, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.create_client(&self.tenant, c, &effects.into()).await
+    }
+    pub async fn update_client(&self, c: &Client, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.update_client(&self.tenant, c, &effects.into()).await
+    }
+    pub async fn delete_client(&self, id: &ClientId, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.delete_client(&self.tenant, id, &effects.into()).await
+    }
+    pub async fn list_connections(&self) -> Result<Vec<Connection>> {
+        self.backend.list_connections(&self.tenant).await
+    }
+    pub async fn create_connection(&self, c: &Connection, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.create_connection(&self.tenant, c, &effects.into()).await
+    }
+    pub async fn update_connection(&self, c: &Connection, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.update_connection(&self.tenant, c, &effects.into()).await
+    }
+    pub async fn delete_connection(&self, id: &ConnectionId, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.delete_connection(&self.tenant, id, &effects.into()).await
+    }
+
+    // ---- sessions, codes, refresh tokens ----
+
+    pub async fn create_session(&self, s: &Session) -> Result<()> {
+        self.backend.create_session(&self.tenant, s).await
+    }
+    pub async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+        self.backend.session(&self.tenant, id_hash, now).await
+    }
+    pub async fn revoke_session(&self, id_hash: &str, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.revoke_session(&self.tenant, id_hash, &effects.into()).await
+    }
+    pub async fn create_code(&self, c: &AuthCode) -> Result<()> {
+        self.backend.create_code(&self.tenant, c).await
+    }
+    pub async fn consume_code(&self, id_hash: &str, now: Timestamp) -> Result<Option<AuthCode>> {
+        self.backend.consume_code(&self.tenant, id_hash, now).await
+    }
+    pub async fn create_refresh(&self, r: &RefreshToken) -> Result<()> {
+        self.backend.create_refresh(&self.tenant, r).await
+    }
+    pub async fn refresh_token(&self, id_hash: &str) -> Result<Option<RefreshToken>> {
+        self.backend.refresh_token(&self.tenant, id_hash).await
+    }
+    pub async fn rotate_refresh(&self, old_hash: &str, new: &RefreshToken, now: Timestamp) -> Result<Rotation> {
+        self.backend.rotate_refresh(&self.tenant, old_hash, new, now).await
+    }
+    pub async fn revoke_user_grants(&self, id: &UserId, keep_session: Option<&str>, now: Timestamp) -> Result<()> {
+        self.backend.revoke_user_grants(&self.tenant, id, keep_session, now).await
     }
     pub async fn list_users(&self, q: &UserQuery, sort: Sort, page: Page, with_total: bool) -> Result<UserList> {
         self.backend.list_users(&self.tenant, q, sort, page, with_total).await

@@ -1,5 +1,6 @@
 //! Records the store reads and writes besides users (which live in `roster_domain::user`).
 
+use roster_domain::log::LogEvent;
 use roster_domain::user::User;
 use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, UserId};
 use serde_json::Value;
@@ -41,6 +42,10 @@ pub struct Client {
     pub grant_types: Vec<String>,
     pub callbacks: Vec<String>,
     pub allowed_logout_urls: Vec<String>,
+    /// `client_secret_post`, `client_secret_basic` or `none` (public clients: SPA, native).
+    pub token_endpoint_auth_method: String,
+    pub is_first_party: bool,
+    pub description: String,
     pub created_at: Timestamp,
 }
 
@@ -89,4 +94,124 @@ pub struct LogRecord {
     pub client_id: Option<String>,
     pub user_id: Option<UserId>,
     pub details: Value,
+}
+
+/// A mail to send, written in the same transaction as the change that causes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub user_id: Option<UserId>,
+    /// Template name (`verify_email`, `duplicate_signup`, ...).
+    pub template: String,
+    pub recipient: String,
+    /// Template variables (never a password; one-time links are added by the relay from tickets).
+    pub payload: Value,
+    pub created_at: Timestamp,
+}
+
+impl OutboxMessage {
+    pub fn new(template: &str, recipient: &str, user_id: Option<UserId>, payload: Value) -> Self {
+        Self {
+            id: format!("msg_{}", roster_domain::secret::random_alphanumeric(20)),
+            user_id,
+            template: template.to_owned(),
+            recipient: recipient.to_owned(),
+            payload,
+            created_at: Timestamp::now(),
+        }
+    }
+}
+
+/// An outbox row as stored, with its delivery state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRecord {
+    pub message: OutboxMessage,
+    pub status: String,
+    pub attempts: i64,
+}
+
+/// What a state change writes besides itself, in the same transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub logs: Vec<LogEvent>,
+    pub outbox: Vec<OutboxMessage>,
+}
+
+impl Effects {
+    pub fn log(ev: LogEvent) -> Self {
+        Self { logs: vec![ev], outbox: Vec::new() }
+    }
+    pub fn with_mail(mut self, m: OutboxMessage) -> Self {
+        self.outbox.push(m);
+        self
+    }
+}
+
+impl From<LogEvent> for Effects {
+    fn from(ev: LogEvent) -> Self {
+        Self::log(ev)
+    }
+}
+
+impl From<&LogEvent> for Effects {
+    fn from(ev: &LogEvent) -> Self {
+        Self::log(ev.clone())
+    }
+}
+
+/// A server-side SSO session (the cookie holds a random value; the store keeps its SHA-256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub authenticated_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// An authorization code (single use, short-lived; stored as SHA-256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthCode {
+    pub id_hash: String,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub session_id: Option<String>,
+    pub auth_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A refresh token. Each use rotates it within its family; re-use of a rotated one revokes the family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshToken {
+    pub id_hash: String,
+    pub family_id: String,
+    pub user_id: UserId,
+    pub client_id: ClientId,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub session_id: Option<String>,
+    pub auth_time: Timestamp,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub rotated: bool,
+    pub revoked: bool,
+}
+
+/// Result of presenting a refresh token for rotation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rotation {
+    /// The token was live; it is now rotated and the new one stored.
+    Rotated(RefreshToken),
+    /// The token had already been rotated (or revoked): the whole family is now revoked.
+    Reused,
+    /// Unknown or expired.
+    Invalid,
 }

@@ -9,7 +9,11 @@ use roster_domain::user::{NewUser, User};
 use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
 
 use crate::Result;
-use crate::model::{Client, ClientGrant, Connection, LogRecord, NewTenant, SigningKey, Tenant, UserList};
+use crate::model::{
+    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxRecord, RefreshToken, Rotation, Session,
+    SigningKey, Tenant, UserList,
+};
+use roster_domain::Timestamp;
 
 /// Edits a user in place inside the store's transaction; an `Err` aborts the transaction.
 pub type UserMutation = Box<dyn FnOnce(&mut User) -> std::result::Result<(), ValidationError> + Send>;
@@ -36,11 +40,20 @@ pub(crate) trait ClientRepo: Send + Sync {
     async fn client_grant(&self, t: &TenantId, client: &ClientId, audience: &str) -> Result<Option<ClientGrant>>;
     async fn connection_by_name(&self, t: &TenantId, name: &str) -> Result<Option<Connection>>;
     async fn connection(&self, t: &TenantId, id: &ConnectionId) -> Result<Option<Connection>>;
+    async fn list_clients(&self, t: &TenantId) -> Result<Vec<Client>>;
+    async fn create_client(&self, t: &TenantId, c: &Client, effects: &Effects) -> Result<()>;
+    /// Replace a client's settings (the id and the secret hash stay unless `c` changes the hash).
+    async fn update_client(&self, t: &TenantId, c: &Client, effects: &Effects) -> Result<bool>;
+    async fn delete_client(&self, t: &TenantId, id: &ClientId, effects: &Effects) -> Result<bool>;
+    async fn list_connections(&self, t: &TenantId) -> Result<Vec<Connection>>;
+    async fn create_connection(&self, t: &TenantId, c: &Connection, effects: &Effects) -> Result<()>;
+    async fn update_connection(&self, t: &TenantId, c: &Connection, effects: &Effects) -> Result<bool>;
+    async fn delete_connection(&self, t: &TenantId, id: &ConnectionId, effects: &Effects) -> Result<bool>;
 }
 
 #[async_trait]
 pub(crate) trait UserRepo: Send + Sync {
-    async fn create_user(&self, t: &TenantId, new: &NewUser, log: &LogEvent) -> Result<()>;
+    async fn create_user(&self, t: &TenantId, new: &NewUser, effects: &Effects) -> Result<()>;
     async fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>>;
     async fn update_user(
         &self,
@@ -48,9 +61,17 @@ pub(crate) trait UserRepo: Send + Sync {
         id: &UserId,
         mutate: UserMutation,
         new_password_hash: Option<String>,
-        log: &LogEvent,
+        effects: &Effects,
     ) -> Result<Option<User>>;
-    async fn delete_user(&self, t: &TenantId, id: &UserId, log: &LogEvent) -> Result<bool>;
+    async fn delete_user(&self, t: &TenantId, id: &UserId, effects: &Effects) -> Result<bool>;
+    /// The user of a connection whose email (lowercased) or username matches, and its password hash.
+    async fn user_by_login(
+        &self,
+        t: &TenantId,
+        connection: &ConnectionId,
+        identifier: &str,
+    ) -> Result<Option<(User, Option<String>)>>;
+    async fn outbox_for_user(&self, t: &TenantId, id: &UserId) -> Result<Vec<OutboxRecord>>;
     async fn list_users(&self, t: &TenantId, q: &UserQuery, sort: Sort, page: Page, with_total: bool) -> Result<UserList>;
     async fn users_by_email(&self, t: &TenantId, email: &str) -> Result<Vec<User>>;
     async fn password_hash(&self, t: &TenantId, id: &UserId) -> Result<Option<String>>;
@@ -63,5 +84,22 @@ pub(crate) trait LogRepo: Send + Sync {
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>>;
 }
 
-pub(crate) trait Backend: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo {}
-impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo> Backend for T {}
+#[async_trait]
+pub(crate) trait SessionRepo: Send + Sync {
+    async fn create_session(&self, t: &TenantId, s: &Session) -> Result<()>;
+    /// A live session (not revoked, not expired at `now`), its last-seen time bumped.
+    async fn session(&self, t: &TenantId, id_hash: &str, now: Timestamp) -> Result<Option<Session>>;
+    async fn revoke_session(&self, t: &TenantId, id_hash: &str, effects: &Effects) -> Result<bool>;
+    async fn create_code(&self, t: &TenantId, c: &AuthCode) -> Result<()>;
+    /// Single use: marks the code used in one conditional UPDATE; `None` if unknown, used or expired.
+    async fn consume_code(&self, t: &TenantId, id_hash: &str, now: Timestamp) -> Result<Option<AuthCode>>;
+    async fn create_refresh(&self, t: &TenantId, r: &RefreshToken) -> Result<()>;
+    async fn refresh_token(&self, t: &TenantId, id_hash: &str) -> Result<Option<RefreshToken>>;
+    /// Rotate `old_hash` into `new` atomically (see [`Rotation`]).
+    async fn rotate_refresh(&self, t: &TenantId, old_hash: &str, new: &RefreshToken, now: Timestamp) -> Result<Rotation>;
+    /// Revoke every session and refresh token of a user (except the session `keep`, if given).
+    async fn revoke_user_grants(&self, t: &TenantId, id: &UserId, keep: Option<&str>, now: Timestamp) -> Result<()>;
+}
+
+pub(crate) trait Backend: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo {}
+impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo> Backend for T {}

@@ -13,8 +13,11 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::model::{Client, ClientGrant, Connection, LogRecord, NewTenant, SigningKey, Tenant, UserList};
-use crate::repo::{ClientRepo, Lifecycle, LogRepo, TenantRepo, UserMutation, UserRepo};
+use crate::model::{
+    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxMessage, OutboxRecord, RefreshToken, Rotation,
+    Session, SigningKey, Tenant, UserList,
+};
+use crate::repo::{ClientRepo, Lifecycle, LogRepo, SessionRepo, TenantRepo, UserMutation, UserRepo};
 
 type Conn = <Db as sqlx::Database>::Connection;
 type DbRow = <Db as sqlx::Database>::Row;
@@ -73,6 +76,9 @@ fn string_list(v: Value) -> Vec<String> {
     }
 }
 
+const CLIENT_COLS: &str = "client_id, name, secret_hash, app_type, is_management, grant_types, callbacks, allowed_logout_urls, \
+     token_endpoint_auth_method, is_first_party, description, created_at";
+
 fn client_from_row(row: &DbRow) -> Result<Client> {
     Ok(Client {
         client_id: ClientId::from_trusted(row.try_get::<String, _>("client_id")?),
@@ -83,8 +89,147 @@ fn client_from_row(row: &DbRow) -> Result<Client> {
         grant_types: string_list(row.try_get::<Json<Value>, _>("grant_types")?.0),
         callbacks: string_list(row.try_get::<Json<Value>, _>("callbacks")?.0),
         allowed_logout_urls: string_list(row.try_get::<Json<Value>, _>("allowed_logout_urls")?.0),
+        token_endpoint_auth_method: row.try_get("token_endpoint_auth_method")?,
+        is_first_party: row.try_get("is_first_party")?,
+        description: row.try_get("description")?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
     })
+}
+
+async fn insert_client(conn: &mut Conn, t: &TenantId, c: &Client) -> Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO clients (tenant_id, {CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    )))
+    .bind(t.as_str())
+    .bind(c.client_id.as_str())
+    .bind(&c.name)
+    .bind(&c.secret_hash)
+    .bind(&c.app_type)
+    .bind(c.is_management)
+    .bind(Json(&c.grant_types))
+    .bind(Json(&c.callbacks))
+    .bind(Json(&c.allowed_logout_urls))
+    .bind(&c.token_endpoint_auth_method)
+    .bind(c.is_first_party)
+    .bind(&c.description)
+    .bind(c.created_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_connection(conn: &mut Conn, t: &TenantId, c: &Connection) -> Result<()> {
+    sqlx::query("INSERT INTO connections (tenant_id, id, name, strategy, options, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(t.as_str())
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(&c.strategy)
+        .bind(Json(&c.options))
+        .bind(c.created_at.millis())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_effects(conn: &mut Conn, t: &TenantId, e: &Effects) -> Result<()> {
+    for ev in &e.logs {
+        insert_log(conn, t, ev).await?;
+    }
+    for m in &e.outbox {
+        insert_outbox(conn, t, m).await?;
+    }
+    Ok(())
+}
+
+async fn insert_outbox(conn: &mut Conn, t: &TenantId, m: &OutboxMessage) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (tenant_id, id, user_id, template, recipient, payload, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+    )
+    .bind(t.as_str())
+    .bind(&m.id)
+    .bind(m.user_id.as_ref().map(UserId::as_str))
+    .bind(&m.template)
+    .bind(&m.recipient)
+    .bind(Json(&m.payload))
+    .bind(m.created_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const SESSION_COLS: &str = "id, user_id, created_at, authenticated_at, last_seen_at, expires_at, ip, user_agent";
+
+fn session_from_row(r: &DbRow) -> Result<Session> {
+    Ok(Session {
+        id_hash: r.try_get("id")?,
+        user_id: UserId::from_trusted(r.try_get::<String, _>("user_id")?),
+        created_at: Timestamp::from_millis(r.try_get("created_at")?),
+        authenticated_at: Timestamp::from_millis(r.try_get("authenticated_at")?),
+        last_seen_at: Timestamp::from_millis(r.try_get("last_seen_at")?),
+        expires_at: Timestamp::from_millis(r.try_get("expires_at")?),
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
+    })
+}
+
+const CODE_COLS: &str =
+    "id, client_id, user_id, redirect_uri, scope, audience, nonce, code_challenge, session_id, auth_time, expires_at";
+
+fn code_from_row(r: &DbRow) -> Result<AuthCode> {
+    Ok(AuthCode {
+        id_hash: r.try_get("id")?,
+        client_id: ClientId::from_trusted(r.try_get::<String, _>("client_id")?),
+        user_id: UserId::from_trusted(r.try_get::<String, _>("user_id")?),
+        redirect_uri: r.try_get("redirect_uri")?,
+        scope: r.try_get("scope")?,
+        audience: r.try_get("audience")?,
+        nonce: r.try_get("nonce")?,
+        code_challenge: r.try_get("code_challenge")?,
+        session_id: r.try_get("session_id")?,
+        auth_time: Timestamp::from_millis(r.try_get("auth_time")?),
+        expires_at: Timestamp::from_millis(r.try_get("expires_at")?),
+    })
+}
+
+const REFRESH_COLS: &str = "id, family_id, user_id, client_id, scope, audience, session_id, auth_time, created_at, expires_at, \
+     rotated_at, revoked_at";
+
+fn refresh_from_row(r: &DbRow) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        id_hash: r.try_get("id")?,
+        family_id: r.try_get("family_id")?,
+        user_id: UserId::from_trusted(r.try_get::<String, _>("user_id")?),
+        client_id: ClientId::from_trusted(r.try_get::<String, _>("client_id")?),
+        scope: r.try_get("scope")?,
+        audience: r.try_get("audience")?,
+        session_id: r.try_get("session_id")?,
+        auth_time: Timestamp::from_millis(r.try_get("auth_time")?),
+        created_at: Timestamp::from_millis(r.try_get("created_at")?),
+        expires_at: Timestamp::from_millis(r.try_get("expires_at")?),
+        rotated: r.try_get::<Option<i64>, _>("rotated_at")?.is_some(),
+        revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+async fn insert_refresh(conn: &mut Conn, t: &TenantId, r: &RefreshToken) -> Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO refresh_tokens (tenant_id, {REFRESH_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
+    )))
+    .bind(t.as_str())
+    .bind(&r.id_hash)
+    .bind(&r.family_id)
+    .bind(r.user_id.as_str())
+    .bind(r.client_id.as_str())
+    .bind(&r.scope)
+    .bind(r.audience.as_deref())
+    .bind(r.session_id.as_deref())
+    .bind(r.auth_time.millis())
+    .bind(r.created_at.millis())
+    .bind(r.expires_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn connection_from_row(row: &DbRow) -> Result<Connection> {
@@ -180,35 +325,10 @@ impl TenantRepo for SqlBackend {
             .await?;
         }
         for c in &nt.connections {
-            sqlx::query(
-                "INSERT INTO connections (tenant_id, id, name, strategy, options, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(t.as_str())
-            .bind(c.id.as_str())
-            .bind(&c.name)
-            .bind(&c.strategy)
-            .bind(Json(&c.options))
-            .bind(c.created_at.millis())
-            .execute(&mut *tx)
-            .await?;
+            insert_connection(&mut tx, t, c).await?;
         }
         for c in &nt.clients {
-            sqlx::query(
-                "INSERT INTO clients (tenant_id, client_id, name, secret_hash, app_type, is_management, grant_types, \
-                 callbacks, allowed_logout_urls, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(t.as_str())
-            .bind(c.client_id.as_str())
-            .bind(&c.name)
-            .bind(&c.secret_hash)
-            .bind(&c.app_type)
-            .bind(c.is_management)
-            .bind(Json(&c.grant_types))
-            .bind(Json(&c.callbacks))
-            .bind(Json(&c.allowed_logout_urls))
-            .bind(c.created_at.millis())
-            .execute(&mut *tx)
-            .await?;
+            insert_client(&mut tx, t, c).await?;
         }
         for g in &nt.grants {
             sqlx::query("INSERT INTO client_grants (tenant_id, id, client_id, audience, scope) VALUES ($1, $2, $3, $4, $5)")
@@ -270,10 +390,7 @@ impl TenantRepo for SqlBackend {
 #[async_trait]
 impl ClientRepo for SqlBackend {
     async fn client(&self, t: &TenantId, id: &ClientId) -> Result<Option<Client>> {
-        let row = sqlx::query(
-            "SELECT client_id, name, secret_hash, app_type, is_management, grant_types, callbacks, allowed_logout_urls, \
-             created_at FROM clients WHERE tenant_id = $1 AND client_id = $2",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CLIENT_COLS} FROM clients WHERE tenant_id = $1 AND client_id = $2")))
         .bind(t.as_str())
         .bind(id.as_str())
         .fetch_optional(&self.read)
@@ -318,11 +435,318 @@ impl ClientRepo for SqlBackend {
             .await?;
         row.as_ref().map(connection_from_row).transpose()
     }
+
+    async fn list_clients(&self, t: &TenantId) -> Result<Vec<Client>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {CLIENT_COLS} FROM clients WHERE tenant_id = $1 ORDER BY created_at, client_id")))
+            .bind(t.as_str())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn create_client(&self, t: &TenantId, c: &Client, effects: &Effects) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        insert_client(&mut tx, t, c).await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_client(&self, t: &TenantId, c: &Client, effects: &Effects) -> Result<bool> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "UPDATE clients SET name = $3, secret_hash = $4, app_type = $5, grant_types = $6, callbacks = $7, \
+             allowed_logout_urls = $8, token_endpoint_auth_method = $9, is_first_party = $10, description = $11 \
+             WHERE tenant_id = $1 AND client_id = $2",
+        )
+        .bind(t.as_str())
+        .bind(c.client_id.as_str())
+        .bind(&c.name)
+        .bind(&c.secret_hash)
+        .bind(&c.app_type)
+        .bind(Json(&c.grant_types))
+        .bind(Json(&c.callbacks))
+        .bind(Json(&c.allowed_logout_urls))
+        .bind(&c.token_endpoint_auth_method)
+        .bind(c.is_first_party)
+        .bind(&c.description)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_client(&self, t: &TenantId, id: &ClientId, effects: &Effects) -> Result<bool> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND client_id = $2")
+            .bind(t.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // Tokens issued to the client stop refreshing.
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND client_id = $2 AND revoked_at IS NULL")
+            .bind(t.as_str())
+            .bind(id.as_str())
+            .bind(Timestamp::now().millis())
+            .execute(&mut *tx)
+            .await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_connections(&self, t: &TenantId) -> Result<Vec<Connection>> {
+        let rows = sqlx::query("SELECT id, name, strategy, options, created_at FROM connections WHERE tenant_id = $1 ORDER BY created_at, id")
+            .bind(t.as_str())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn create_connection(&self, t: &TenantId, c: &Connection, effects: &Effects) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        insert_connection(&mut tx, t, c).await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_connection(&self, t: &TenantId, c: &Connection, effects: &Effects) -> Result<bool> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query("UPDATE connections SET name = $3, options = $4 WHERE tenant_id = $1 AND id = $2")
+            .bind(t.as_str())
+            .bind(c.id.as_str())
+            .bind(&c.name)
+            .bind(Json(&c.options))
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_connection(&self, t: &TenantId, id: &ConnectionId, effects: &Effects) -> Result<bool> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        // A connection's users go with it (as in Auth0).
+        sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND connection_id = $2").bind(t.as_str()).bind(id.as_str()).execute(&mut *tx).await?;
+        let done =
+            sqlx::query("DELETE FROM connections WHERE tenant_id = $1 AND id = $2").bind(t.as_str()).bind(id.as_str()).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl SessionRepo for SqlBackend {
+    async fn create_session(&self, t: &TenantId, s: &Session) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO sessions (tenant_id, {SESSION_COLS}, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)"
+        )))
+        .bind(t.as_str())
+        .bind(&s.id_hash)
+        .bind(s.user_id.as_str())
+        .bind(s.created_at.millis())
+        .bind(s.authenticated_at.millis())
+        .bind(s.last_seen_at.millis())
+        .bind(s.expires_at.millis())
+        .bind(s.ip.as_deref())
+        .bind(s.user_agent.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, t: &TenantId, id_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND expires_at > $3"
+        )))
+        .bind(t.as_str())
+        .bind(id_hash)
+        .bind(now.millis())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(s) = row.as_ref().map(session_from_row).transpose()? else { return Ok(None) };
+        // "Last seen" is kept to the minute: no write on every request.
+        if now.millis() - s.last_seen_at.millis() > 60_000 {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            sqlx::query("UPDATE sessions SET last_seen_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(t.as_str())
+                .bind(id_hash)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(Some(s))
+    }
+
+    async fn revoke_session(&self, t: &TenantId, id_hash: &str, effects: &Effects) -> Result<bool> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
+            .bind(t.as_str())
+            .bind(id_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        // Refresh tokens bound to the session end with it.
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND session_id = $2 AND revoked_at IS NULL")
+            .bind(t.as_str())
+            .bind(id_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_code(&self, t: &TenantId, c: &AuthCode) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO auth_codes (tenant_id, {CODE_COLS}, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"
+        )))
+        .bind(t.as_str())
+        .bind(&c.id_hash)
+        .bind(c.client_id.as_str())
+        .bind(c.user_id.as_str())
+        .bind(&c.redirect_uri)
+        .bind(&c.scope)
+        .bind(c.audience.as_deref())
+        .bind(c.nonce.as_deref())
+        .bind(c.code_challenge.as_deref())
+        .bind(c.session_id.as_deref())
+        .bind(c.auth_time.millis())
+        .bind(c.expires_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_code(&self, t: &TenantId, id_hash: &str, now: Timestamp) -> Result<Option<AuthCode>> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "UPDATE auth_codes SET used_at = $3 WHERE tenant_id = $1 AND id = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(t.as_str())
+        .bind(id_hash)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CODE_COLS} FROM auth_codes WHERE tenant_id = $1 AND id = $2")))
+            .bind(t.as_str())
+            .bind(id_hash)
+            .fetch_one(&mut *tx)
+            .await?;
+        let code = code_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(code))
+    }
+
+    async fn create_refresh(&self, t: &TenantId, r: &RefreshToken) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        insert_refresh(&mut tx, t, r).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn refresh_token(&self, t: &TenantId, id_hash: &str) -> Result<Option<RefreshToken>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE tenant_id = $1 AND id = $2")))
+            .bind(t.as_str())
+            .bind(id_hash)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
+    async fn rotate_refresh(&self, t: &TenantId, old_hash: &str, new: &RefreshToken, now: Timestamp) -> Result<Rotation> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $3 WHERE tenant_id = $1 AND id = $2 \
+             AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(t.as_str())
+        .bind(old_hash)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE tenant_id = $1 AND id = $2")))
+            .bind(t.as_str())
+            .bind(old_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(old) = row.as_ref().map(refresh_from_row).transpose()? else {
+            tx.commit().await?;
+            return Ok(Rotation::Invalid);
+        };
+        if done.rows_affected() == 1 {
+            insert_refresh(&mut tx, t, new).await?;
+            tx.commit().await?;
+            return Ok(Rotation::Rotated(old));
+        }
+        if old.rotated || old.revoked {
+            // Re-use of a rotated token: someone holds a copy. End the whole family.
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND family_id = $2 AND revoked_at IS NULL")
+                .bind(t.as_str())
+                .bind(&old.family_id)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Rotation::Reused);
+        }
+        tx.commit().await?;
+        Ok(Rotation::Invalid)
+    }
+
+    async fn revoke_user_grants(&self, t: &TenantId, id: &UserId, keep: Option<&str>, now: Timestamp) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND id <> $4")
+            .bind(t.as_str())
+            .bind(id.as_str())
+            .bind(now.millis())
+            .bind(keep.unwrap_or(""))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+             AND (session_id IS NULL OR session_id <> $4)",
+        )
+        .bind(t.as_str())
+        .bind(id.as_str())
+        .bind(now.millis())
+        .bind(keep.unwrap_or(""))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl UserRepo for SqlBackend {
-    async fn create_user(&self, t: &TenantId, new: &NewUser, log: &LogEvent) -> Result<()> {
+    async fn create_user(&self, t: &TenantId, new: &NewUser, effects: &Effects) -> Result<()> {
         let u = &new.user;
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         sqlx::query(AssertSqlSafe(format!(
@@ -364,7 +788,7 @@ impl UserRepo for SqlBackend {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_log(&mut tx, t, log).await?;
+        insert_effects(&mut tx, t, effects).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -384,7 +808,7 @@ impl UserRepo for SqlBackend {
         id: &UserId,
         mutate: UserMutation,
         new_password_hash: Option<String>,
-        log: &LogEvent,
+        effects: &Effects,
     ) -> Result<Option<User>> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -442,13 +866,14 @@ impl UserRepo for SqlBackend {
             .execute(&mut *tx)
             .await?;
         }
-        insert_log(&mut tx, t, log).await?;
+        insert_effects(&mut tx, t, effects).await?;
         tx.commit().await?;
         Ok(Some(u))
     }
 
-    async fn delete_user(&self, t: &TenantId, id: &UserId, log: &LogEvent) -> Result<bool> {
+    async fn delete_user(&self, t: &TenantId, id: &UserId, effects: &Effects) -> Result<bool> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        // Sessions, codes, refresh tokens and credentials go by cascade; unsent mail explicitly.
         let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2")
             .bind(t.as_str())
             .bind(id.as_str())
@@ -457,9 +882,56 @@ impl UserRepo for SqlBackend {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_log(&mut tx, t, log).await?;
+        sqlx::query("DELETE FROM outbox WHERE tenant_id = $1 AND user_id = $2 AND status = 'pending'")
+            .bind(t.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_effects(&mut tx, t, effects).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn user_by_login(&self, t: &TenantId, connection: &ConnectionId, identifier: &str) -> Result<Option<(User, Option<String>)>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLS}, (SELECT c.password_hash FROM credentials c WHERE c.tenant_id = users.tenant_id \
+             AND c.user_id = users.user_id) AS password_hash FROM users \
+             WHERE tenant_id = $1 AND connection_id = $2 AND (email_lower = $3 OR username = $3) \
+             ORDER BY (email_lower = $3) DESC LIMIT 1"
+        )))
+        .bind(t.as_str())
+        .bind(connection.as_str())
+        .bind(identifier.to_lowercase())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| Ok((user_from_row(&r)?, r.try_get::<Option<String>, _>("password_hash")?))).transpose()
+    }
+
+    async fn outbox_for_user(&self, t: &TenantId, id: &UserId) -> Result<Vec<OutboxRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, template, recipient, payload, status, attempts, created_at FROM outbox \
+             WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
+        )
+        .bind(t.as_str())
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRecord {
+                    message: OutboxMessage {
+                        id: r.try_get("id")?,
+                        user_id: r.try_get::<Option<String>, _>("user_id")?.map(UserId::from_trusted),
+                        template: r.try_get("template")?,
+                        recipient: r.try_get("recipient")?,
+                        payload: r.try_get::<Json<Value>, _>("payload")?.0,
+                        created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                    },
+                    status: r.try_get("status")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_users(&self, t: &TenantId, q: &UserQuery, sort: Sort, page: Page, with_total: bool) -> Result<UserList> {

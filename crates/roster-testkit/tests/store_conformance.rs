@@ -257,7 +257,112 @@ async fn concurrent_merges_lose_nothing(f: Fixture) {
     assert_eq!(got.user_metadata.as_map().len(), 100, "every concurrent merge kept its key");
 }
 
+fn refresh(
+    user: &UserId,
+    client: &roster_domain::ClientId,
+    family: &str,
+    id: &str,
+    session: Option<&str>,
+) -> roster_store::RefreshToken {
+    let now = Timestamp::now();
+    roster_store::RefreshToken {
+        id_hash: id.into(),
+        family_id: family.into(),
+        user_id: user.clone(),
+        client_id: client.clone(),
+        scope: "openid offline_access".into(),
+        audience: None,
+        session_id: session.map(str::to_owned),
+        auth_time: now,
+        created_at: now,
+        expires_at: Timestamp::from_millis(now.millis() + 3_600_000),
+        rotated: false,
+        revoked: false,
+    }
+}
+
+async fn sessions_codes_refresh_tokens(f: Fixture) {
+    use roster_store::{AuthCode, Rotation, Session};
+    let u = new_user(&f.acme_conn, "s@example.com", 1);
+    let id = u.user.user_id.clone();
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    let client = f.acme.list_clients().await.expect("clients")[0].client_id.clone();
+    let now = Timestamp::now();
+    let later = Timestamp::from_millis(now.millis() + 600_000);
+
+    // Codes are single use, even under concurrent redemption.
+    let code = AuthCode {
+        id_hash: "code1".into(),
+        client_id: client.clone(),
+        user_id: id.clone(),
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "openid".into(),
+        audience: None,
+        nonce: Some("n".into()),
+        code_challenge: Some("c".into()),
+        session_id: None,
+        auth_time: now,
+        expires_at: later,
+    };
+    f.acme.create_code(&code).await.expect("code");
+    let (a, b) = tokio::join!(f.acme.consume_code("code1", now), f.acme.consume_code("code1", now));
+    let wins = [a.expect("a"), b.expect("b")].into_iter().flatten().count();
+    assert_eq!(wins, 1, "exactly one redemption wins");
+    let expired = AuthCode { id_hash: "code2".into(), expires_at: Timestamp::from_millis(now.millis() - 1), ..code.clone() };
+    f.acme.create_code(&expired).await.expect("code");
+    assert!(f.acme.consume_code("code2", now).await.expect("consume").is_none(), "expired codes are refused");
+
+    // Sessions.
+    let s = Session {
+        id_hash: "sess1".into(),
+        user_id: id.clone(),
+        created_at: now,
+        authenticated_at: now,
+        last_seen_at: now,
+        expires_at: later,
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+    };
+    f.acme.create_session(&s).await.expect("session");
+    f.acme.create_session(&Session { id_hash: "sess2".into(), ..s.clone() }).await.expect("session");
+    assert!(f.acme.session("sess1", now).await.expect("read").is_some());
+    assert!(f.acme.session("sess1", later).await.expect("read").is_none(), "expired");
+
+    // Refresh rotation and re-use detection.
+    f.acme.create_refresh(&refresh(&id, &client, "fam", "rt1", Some("sess1"))).await.expect("rt");
+    let r = f.acme.rotate_refresh("rt1", &refresh(&id, &client, "fam", "rt2", Some("sess1")), now).await.expect("rotate");
+    assert!(matches!(r, Rotation::Rotated(ref old) if old.id_hash == "rt1"));
+    let r = f.acme.rotate_refresh("rt1", &refresh(&id, &client, "fam", "rt3", Some("sess1")), now).await.expect("rotate");
+    assert_eq!(r, Rotation::Reused, "presenting a rotated token");
+    let r = f.acme.rotate_refresh("rt2", &refresh(&id, &client, "fam", "rt4", Some("sess1")), now).await.expect("rotate");
+    assert_eq!(r, Rotation::Reused, "the whole family was revoked, including the newest token");
+    assert!(f.acme.refresh_token("rt3").await.expect("read").is_none(), "nothing was issued on re-use");
+    assert_eq!(f.acme.rotate_refresh("nope", &refresh(&id, &client, "x", "rt5", None), now).await.expect("r"), Rotation::Invalid);
+
+    // Revoking a user's grants keeps only the named session.
+    f.acme.create_refresh(&refresh(&id, &client, "fam2", "rt6", Some("sess2"))).await.expect("rt");
+    f.acme.create_refresh(&refresh(&id, &client, "fam3", "rt7", Some("sess1"))).await.expect("rt");
+    f.acme.revoke_user_grants(&id, Some("sess1"), now).await.expect("revoke");
+    assert!(f.acme.session("sess1", now).await.expect("r").is_some());
+    assert!(f.acme.session("sess2", now).await.expect("r").is_none());
+    assert!(f.acme.refresh_token("rt6").await.expect("r").expect("exists").revoked);
+    assert!(!f.acme.refresh_token("rt7").await.expect("r").expect("exists").revoked, "bound to the kept session");
+    assert!(f.acme.revoke_session("sess1", &ev()).await.expect("revoke"));
+    assert!(f.acme.refresh_token("rt7").await.expect("r").expect("exists").revoked, "ends with its session");
+
+    // Login lookup by email (any case) with the hash; unsent mail and grants go with the user.
+    let (found, hash) = f.acme.user_by_login(&f.acme_conn, "S@EXAMPLE.COM").await.expect("lookup").expect("found");
+    assert_eq!((found.user_id.clone(), hash.is_some()), (id.clone(), true));
+    let mail = roster_store::OutboxMessage::new("verify_email", "s@example.com", Some(id.clone()), json!({}));
+    f.acme.update_user(&id, Box::new(|_| Ok(())), None, roster_store::Effects::log(ev()).with_mail(mail)).await.expect("u");
+    assert_eq!(f.acme.outbox_for_user(&id).await.expect("outbox").len(), 1, "mail written with the change");
+    assert!(f.acme.delete_user(&id, &ev()).await.expect("delete"));
+    assert!(f.acme.outbox_for_user(&id).await.expect("outbox").is_empty());
+    assert!(f.acme.refresh_token("rt6").await.expect("r").is_none());
+}
+
 roster_testkit::on_store_backends! {
+    grants => sessions_codes_refresh_tokens;
     tenants => tenants_and_isolation;
     unique => uniqueness;
     update => update_merge_password_and_logs;
