@@ -21,6 +21,28 @@ pub enum LogType {
     Seccft,
     /// Failed exchange: client credentials for an access token.
     Feccft,
+    /// Success login.
+    S,
+    /// Failed login (e.g. blocked user).
+    F,
+    /// Failed login: wrong password.
+    Fp,
+    /// Failed login: unknown user.
+    Fu,
+    /// Success signup.
+    Ss,
+    /// Failed signup.
+    Fs,
+    /// Success exchange: authorization code for an access token.
+    Seacft,
+    /// Failed exchange: authorization code for an access token.
+    Feacft,
+    /// Success exchange: refresh token for an access token.
+    Sertft,
+    /// Failed exchange: refresh token for an access token.
+    Fertft,
+    /// Success logout.
+    Slo,
 }
 
 impl LogType {
@@ -32,6 +54,17 @@ impl LogType {
             Self::Fdu => "fdu",
             Self::Seccft => "seccft",
             Self::Feccft => "feccft",
+            Self::S => "s",
+            Self::F => "f",
+            Self::Fp => "fp",
+            Self::Fu => "fu",
+            Self::Ss => "ss",
+            Self::Fs => "fs",
+            Self::Seacft => "seacft",
+            Self::Feacft => "feacft",
+            Self::Sertft => "sertft",
+            Self::Fertft => "fertft",
+            Self::Slo => "slo",
         }
     }
 }

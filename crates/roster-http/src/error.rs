@@ -147,7 +147,26 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         resp
+    }
+}
+
+impl From<HashError> for OAuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Overloaded => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                error: "too_many_requests",
+                description: "Too many login attempts are being processed, try again shortly.".into(),
+            },
+            other => {
+                tracing::error!(error = %other, "password hashing error");
+                Self::server_error()
+            }
+        }
     }
 }
 

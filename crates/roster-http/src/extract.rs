@@ -40,6 +40,22 @@ fn resolve_error_to_api(e: ResolveError) -> ApiError {
     }
 }
 
+/// The client's IP address, from the socket (trusted proxy headers arrive with attack protection).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
+impl ClientIp {
+    pub fn to_string_opt(&self) -> Option<String> {
+        self.0.map(|ip| ip.to_string())
+    }
+}
+
 /// The tenant of a Management API request (404 in the Management shape when unknown).
 pub struct MgmtTenant(pub Arc<TenantCtx>);
 

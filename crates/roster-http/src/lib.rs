@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
     let authentication = Router::new()
         .route("/t/{tenant}/oauth/token", post(authentication::token::token))
+        .route("/t/{tenant}/dbconnections/signup", post(authentication::signup::signup))
         .route("/t/{tenant}/.well-known/openid-configuration", get(oidc::discovery))
         .route("/t/{tenant}/.well-known/jwks.json", get(oidc::jwks));
     Router::new()

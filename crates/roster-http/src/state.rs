@@ -24,6 +24,10 @@ pub struct HttpConfig {
     pub access_token_lifetime: i64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Lifetime of ID tokens, in seconds (Auth0's default: 10 hours).
+    pub id_token_lifetime: i64,
+    /// Lifetime of refresh tokens, in seconds (absolute, per rotation family member).
+    pub refresh_token_lifetime: i64,
 }
 
 impl HttpConfig {
@@ -35,6 +39,8 @@ impl HttpConfig {
             min_password_length: 8,
             access_token_lifetime: 86_400,
             max_body_bytes: 1024 * 1024,
+            id_token_lifetime: 36_000,
+            refresh_token_lifetime: 30 * 86_400,
         }
     }
 }
@@ -47,6 +53,9 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub rate: Arc<RateLimiter>,
     pub logs: LogSink,
+    /// A hash of a random password with the configured parameters: verified against when the user does
+    /// not exist, so unknown users and wrong passwords take the same time.
+    pub dummy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AppState {
@@ -54,6 +63,18 @@ impl AppState {
         let tenants = Arc::new(TenantCache::new(store.clone(), cfg.public_url.clone()));
         let rate = Arc::new(RateLimiter::new(cfg.management_rate_limit));
         let logs = LogSink::start(store.clone());
-        Self { store, cfg: Arc::new(cfg), tenants, hasher, rate, logs }
+        Self { store, cfg: Arc::new(cfg), tenants, hasher, rate, logs, dummy_hash: Arc::new(tokio::sync::OnceCell::new()) }
+    }
+
+    /// The dummy hash, computed once.
+    pub async fn dummy_hash(&self) -> Result<String, roster_auth::HashError> {
+        self.dummy_hash
+            .get_or_try_init(|| async {
+                let pw = roster_domain::Password::for_verification(roster_domain::secret::random_alphanumeric(24))
+                    .map_err(|_| roster_auth::HashError::Failed)?;
+                self.hasher.hash(pw).await
+            })
+            .await
+            .cloned()
     }
 }

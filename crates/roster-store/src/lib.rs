@@ -257,6 +257,11 @@ impl TenantStore {
         self.backend.logs(&self.tenant, user, limit).await
     }
 
+    /// Write logs and outbox rows that accompany no other change, in one transaction.
+    pub async fn append_effects(&self, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.append_effects(&self.tenant, &effects.into()).await
+    }
+
     /// Append one standalone event (see [`Store::append_logs`]).
     pub async fn append_log(&self, event: LogEvent) -> Result<()> {
         self.backend.append_logs(&[(self.tenant.clone(), event)]).await

@@ -80,6 +80,8 @@ pub(crate) trait UserRepo: Send + Sync {
 #[async_trait]
 pub(crate) trait LogRepo: Send + Sync {
     async fn append_logs(&self, events: &[(TenantId, LogEvent)]) -> Result<()>;
+    /// Write effects that accompany no row change (e.g. the mail and log of a refused duplicate signup).
+    async fn append_effects(&self, t: &TenantId, effects: &Effects) -> Result<()>;
     /// Newest first; only this user's events when `user` is given.
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>>;
 }

@@ -1047,6 +1047,13 @@ impl LogRepo for SqlBackend {
         Ok(())
     }
 
+    async fn append_effects(&self, t: &TenantId, effects: &Effects) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>> {
         let cols = "log_id, date, type, description, client_id, user_id, details";
         let rows = match user {

@@ -1,3 +1,7 @@
-//! The Authentication API: `/oauth/token` (later `/dbconnections/*`), with Auth0's OAuth error bodies.
+//! The Authentication API: `/oauth/token` and `/dbconnections/*`, with Auth0's error bodies.
 
+pub mod issue;
+pub mod login;
+pub mod refresh;
+pub mod signup;
 pub mod token;

@@ -3,7 +3,8 @@
 //! Bodies may be form-encoded (the standard) or JSON (what the Auth0 SDKs send, with explicit `null`s
 //! for unset optionals). Client authentication: `client_secret_post` or `client_secret_basic`. Secrets
 //! are checked against their SHA-256 in constant time; an unknown client and a wrong secret get the same
-//! answer. This issue serves `client_credentials`; the user grants arrive with hosted login.
+//! answer. Grants: `client_credentials` (here), `password` and `password-realm` (`login.rs`),
+//! `refresh_token` (`refresh.rs`).
 
 use axum::Json;
 use axum::body::Body;
@@ -21,8 +22,10 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use roster_store::Client;
+
 use crate::error::OAuthError;
-use crate::extract::AuthTenant;
+use crate::extract::{AuthTenant, ClientIp};
 use crate::state::AppState;
 use crate::tenant::TenantCtx;
 
@@ -38,6 +41,15 @@ pub struct TokenRequest {
     pub client_secret: Option<String>,
     pub audience: Option<String>,
     pub scope: Option<String>,
+    pub username: Option<String>,
+    #[schema(format = Password)]
+    pub password: Option<String>,
+    /// Connection name for the password-realm grant.
+    pub realm: Option<String>,
+    pub refresh_token: Option<String>,
+    pub code: Option<String>,
+    pub code_verifier: Option<String>,
+    pub redirect_uri: Option<String>,
 }
 
 /// `TokenRequest` from a form or JSON body, with client credentials from Basic auth when present.
@@ -109,28 +121,81 @@ pub struct TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
+    ip: ClientIp,
     headers: HeaderMap,
     TokenForm(req): TokenForm,
 ) -> Result<Response, OAuthError> {
     let grant = req
         .grant_type
-        .as_deref()
+        .clone()
         .filter(|g| !g.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: grant_type"))?;
-    match grant {
+    let ctx = GrantCtx { state: &state, tenant: &tenant, ip: ip.to_string_opt(), user_agent: user_agent(&headers) };
+    match grant.as_str() {
         "client_credentials" => client_credentials(&state, &tenant, &headers, req).await,
-        "password" | "http://auth0.com/oauth/grant-type/password-realm" | "authorization_code" | "refresh_token" => {
-            Err(OAuthError::new(
-                StatusCode::FORBIDDEN,
-                "unauthorized_client",
-                format!("Grant type '{grant}' not allowed for the client."),
-            ))
-        }
+        "password" => super::login::password_grant(&ctx, req, false).await,
+        PASSWORD_REALM => super::login::password_grant(&ctx, req, true).await,
+        "refresh_token" => super::refresh::refresh_grant(&ctx, req).await,
+        "authorization_code" => Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            "Grant type 'authorization_code' not allowed for the client.",
+        )),
         _ => Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("Unsupported grant type: {grant}"))),
     }
 }
 
-fn user_agent(h: &HeaderMap) -> Option<String> {
+/// The password-realm grant type (Auth0's extension grant).
+pub const PASSWORD_REALM: &str = "http://auth0.com/oauth/grant-type/password-realm";
+
+/// What every user grant needs about the request.
+pub struct GrantCtx<'a> {
+    pub state: &'a AppState,
+    pub tenant: &'a TenantCtx,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl GrantCtx<'_> {
+    /// Record a standalone event (failed attempts), durably.
+    pub async fn record(&self, mut ev: LogEvent) {
+        ev.ip = ev.ip.or_else(|| self.ip.clone());
+        ev.user_agent = ev.user_agent.or_else(|| self.user_agent.clone());
+        if let Err(e) = self.state.logs.record(self.tenant.id.clone(), ev).await {
+            tracing::warn!(error = ?e, "could not record a log event");
+        }
+    }
+
+    /// Authenticate the client of a user grant and check it may use `grant`.
+    pub async fn client(&self, req: &TokenRequest, grant: &str) -> Result<Client, OAuthError> {
+        let Some(raw_id) = req.client_id.as_deref().filter(|c| !c.is_empty()) else {
+            return Err(OAuthError::invalid_request("Missing required parameter: client_id"));
+        };
+        let client = match ClientId::parse(raw_id) {
+            Ok(id) => self.tenant.store.client(&id).await?,
+            Err(_) => None,
+        };
+        let Some(client) = client else {
+            return Err(OAuthError::access_denied_unauthorized());
+        };
+        if client.token_endpoint_auth_method != "none" {
+            let ok = req.client_secret.as_deref().is_some_and(|s| roster_auth::secret::verify_secret(s, &client.secret_hash));
+            if !ok {
+                return Err(OAuthError::access_denied_unauthorized());
+            }
+        }
+        if !client.grant_types.iter().any(|g| g == grant) {
+            return Err(OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "unauthorized_client",
+                format!("Grant type '{grant}' not allowed for the client."),
+            ));
+        }
+        Ok(client)
+    }
+}
+
+pub(crate) fn user_agent(h: &HeaderMap) -> Option<String> {
     h.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect())
 }
 

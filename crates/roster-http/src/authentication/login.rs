@@ -1,0 +1,188 @@
+//! The `password` and `password-realm` grants.
+//!
+//! Unknown user and wrong password take the same path — a hash verification (against a dummy hash for
+//! unknown users) — and return the same bytes. The blocked state is revealed only to someone who knows
+//! the password. A successful login refreshes the profile (`last_login`, `last_ip`, `logins_count`,
+//! `updated_at`) and upgrades an outdated hash, in one transaction with the `s` event.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use roster_domain::log::{LogEvent, LogType};
+use roster_domain::user::User;
+use roster_domain::{Password, Timestamp};
+use roster_store::Effects;
+
+use super::issue::{Issue, decide, new_refresh_token, wants_refresh};
+use super::token::{GrantCtx, PASSWORD_REALM, TokenRequest};
+use crate::error::OAuthError;
+
+/// Name of the connection the plain `password` grant uses (Auth0's default directory).
+pub const DEFAULT_DIRECTORY: &str = "Username-Password-Authentication";
+
+pub fn wrong_credentials() -> OAuthError {
+    OAuthError::new(StatusCode::FORBIDDEN, "invalid_grant", "Wrong email or password.")
+}
+
+pub fn blocked() -> OAuthError {
+    OAuthError::new(StatusCode::UNAUTHORIZED, "unauthorized", "user is blocked")
+}
+
+/// Outcome of checking a username and password against a connection.
+pub enum Verdict {
+    Ok { user: Box<User>, hash: String },
+    UnknownUser,
+    WrongPassword(Box<User>),
+    Blocked(Box<User>),
+}
+
+/// Look the user up and verify the password, always computing exactly one hash.
+pub async fn check_credentials(
+    ctx: &GrantCtx<'_>,
+    connection_name: &str,
+    identifier: &str,
+    password: &str,
+) -> Result<Verdict, OAuthError> {
+    let state = ctx.state;
+    let connection = ctx.tenant.store.connection_by_name(connection_name).await?;
+    let found = match &connection {
+        Some(c) if c.strategy == "auth0" => ctx.tenant.store.user_by_login(&c.id, identifier).await?,
+        _ => None,
+    };
+    let (user, hash) = match found {
+        Some((u, Some(h))) => (Some(u), h),
+        _ => (None, state.dummy_hash().await?),
+    };
+    // A password over the size limit cannot match anything; hash the dummy anyway for equal timing.
+    let ok = match Password::for_verification(password.to_owned()) {
+        Ok(pw) => state.hasher.verify(pw, hash.clone()).await.or_else(|e| match e {
+            roster_auth::HashError::BadStoredHash => Ok(false),
+            other => Err(other),
+        })?,
+        Err(_) => {
+            let pw = Password::for_verification("x".repeat(16)).map_err(|_| OAuthError::server_error())?;
+            let _ = state.hasher.verify(pw, state.dummy_hash().await?).await;
+            false
+        }
+    };
+    Ok(match (user, ok) {
+        (None, _) => Verdict::UnknownUser,
+        (Some(u), false) => Verdict::WrongPassword(Box::new(u)),
+        (Some(u), true) if u.blocked => Verdict::Blocked(Box::new(u)),
+        (Some(u), true) => Verdict::Ok { user: Box::new(u), hash },
+    })
+}
+
+/// Log a refused login and build its answer.
+pub async fn refuse(
+    ctx: &GrantCtx<'_>,
+    verdict: &Verdict,
+    connection: &str,
+    identifier: &str,
+    client: Option<&roster_store::Client>,
+) -> OAuthError {
+    let (kind, description, user, answer) = match verdict {
+        Verdict::UnknownUser => (LogType::Fu, "Wrong email or password.", None, wrong_credentials()),
+        Verdict::WrongPassword(u) => (LogType::Fp, "Wrong email or password.", Some(u), wrong_credentials()),
+        Verdict::Blocked(u) => (LogType::F, "user is blocked", Some(u), blocked()),
+        Verdict::Ok { .. } => return OAuthError::server_error(),
+    };
+    let mut ev = LogEvent::new(kind, description);
+    ev.connection = Some(connection.to_owned());
+    ev.user_name = Some(identifier.chars().take(256).collect());
+    ev.user_id = user.map(|u| u.user_id.clone());
+    ev.client_id = client.map(|c| c.client_id.clone());
+    ev.client_name = client.map(|c| c.name.clone());
+    ctx.record(ev).await;
+    answer
+}
+
+/// Record a successful login on the user (and upgrade its hash if needed); returns the updated user.
+pub async fn record_login(
+    ctx: &GrantCtx<'_>,
+    user: &User,
+    hash: &str,
+    password: &str,
+    client: &roster_store::Client,
+    connection: &str,
+    description: &str,
+) -> Result<User, OAuthError> {
+    let state = ctx.state;
+    let rehash = if state.hasher.needs_rehash(hash) {
+        let pw = Password::for_verification(password.to_owned()).map_err(|_| OAuthError::server_error())?;
+        Some(state.hasher.hash(pw).await?)
+    } else {
+        None
+    };
+    let now = Timestamp::now();
+    let ip = ctx.ip.clone();
+    let mut ev = LogEvent::new(LogType::S, description);
+    ev.user_id = Some(user.user_id.clone());
+    ev.user_name = user.email.as_ref().map(|e| e.to_string());
+    ev.connection = Some(connection.to_owned());
+    ev.client_id = Some(client.client_id.clone());
+    ev.client_name = Some(client.name.clone());
+    ev.ip = ctx.ip.clone();
+    ev.user_agent = ctx.user_agent.clone();
+    let updated = ctx
+        .tenant
+        .store
+        .update_user(
+            &user.user_id,
+            Box::new(move |u| {
+                u.last_login = Some(now);
+                u.last_ip = ip;
+                u.logins_count += 1;
+                u.updated_at = now.max(Timestamp::from_millis(u.updated_at.millis() + 1));
+                Ok(())
+            }),
+            rehash,
+            Effects::log(ev),
+        )
+        .await?;
+    updated.ok_or_else(wrong_credentials)
+}
+
+pub async fn password_grant(ctx: &GrantCtx<'_>, req: TokenRequest, realm_grant: bool) -> Result<Response, OAuthError> {
+    let grant_name = if realm_grant { PASSWORD_REALM } else { "password" };
+    let client = ctx.client(&req, grant_name).await?;
+    let username = req
+        .username
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: username"))?;
+    let password = req
+        .password
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: password"))?;
+    let connection = match (realm_grant, req.realm.as_deref().filter(|r| !r.is_empty())) {
+        (_, Some(r)) => r.to_owned(),
+        (false, None) => DEFAULT_DIRECTORY.to_owned(),
+        (true, None) => return Err(OAuthError::invalid_request("Missing required parameter: realm")),
+    };
+    let grant = decide(ctx.tenant, req.scope.as_deref(), req.audience.as_deref())?;
+    let verdict = check_credentials(ctx, &connection, username, password).await?;
+    let Verdict::Ok { user, hash } = verdict else {
+        return Err(refuse(ctx, &verdict, &connection, username, Some(&client)).await);
+    };
+    let user = record_login(ctx, &user, &hash, password, &client, &connection, "Successful login").await?;
+    let auth_time = Timestamp::now();
+    let refresh_token = if wants_refresh(&client, &grant) {
+        let (value, record) = new_refresh_token(ctx.state, &user.user_id, &client.client_id, &grant, None, None, auth_time);
+        ctx.tenant.store.create_refresh(&record).await?;
+        Some(value)
+    } else {
+        None
+    };
+    Issue {
+        tenant: ctx.tenant,
+        client: &client,
+        user: &user,
+        grant: &grant,
+        nonce: None,
+        auth_time,
+        gty: Some("password"),
+        refresh_token,
+    }
+    .respond(ctx.state)
+}
