@@ -62,7 +62,10 @@ impl RateLimiter {
         let rate = self.cfg.per_second.max(0.001);
         let (allowed, tokens) = match self.buckets.lock() {
             Ok(mut m) => {
-                let b = m.entry(key.to_owned()).or_insert(Bucket { tokens: burst, last: now });
+                if !m.contains_key(key) {
+                    m.insert(key.to_owned(), Bucket { tokens: burst, last: now });
+                }
+                let Some(b) = m.get_mut(key) else { return Decision { allowed: true, limit: self.cfg.burst, remaining: 0, reset: 0, retry_after: 1 } };
                 b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
                 b.last = now;
                 if b.tokens >= 1.0 {

@@ -7,11 +7,11 @@
 //! next request, and a deleted one stops being served within `REVALIDATE`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use roster_auth::KeySet;
-use roster_auth::jwt::StoredKey;
+use roster_auth::jwt::{LEEWAY_SECS, StoredKey};
+use roster_auth::{AccessClaims, KeySet, TokenError};
 use roster_domain::{TenantId, TenantName};
 use roster_store::{Store, StoreError, TenantStore};
 
@@ -29,6 +29,35 @@ pub struct TenantCtx {
     pub keys: KeySet,
     pub store: TenantStore,
     kids: Vec<String>,
+    /// Management tokens already verified with these keys (see [`TenantCtx::verify_management_token`]).
+    verified: Mutex<HashMap<Box<str>, Arc<AccessClaims>>>,
+}
+
+/// Most verified tokens remembered per tenant; the map is emptied when full (tokens are re-verified).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+impl TenantCtx {
+    /// Verify a Management API access token. A token whose exact bytes were verified before by this
+    /// key set is not verified again (an RSA verification costs more than the rest of a request); its
+    /// expiry is still checked on every use. The cache lives and dies with this key set, so a key
+    /// rotation or a deleted tenant invalidates it.
+    pub fn verify_management_token(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        let now = roster_domain::Timestamp::now().seconds();
+        if let Some(c) = self.verified.lock().ok().and_then(|m| m.get(token).cloned()) {
+            if now > c.exp + LEEWAY_SECS as i64 {
+                return Err(TokenError::Expired);
+            }
+            return Ok(c);
+        }
+        let claims: Arc<AccessClaims> = Arc::new(self.keys.verify(token, &self.issuer, &self.management_audience)?);
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= VERIFIED_CAPACITY {
+                m.clear();
+            }
+            m.insert(token.into(), claims.clone());
+        }
+        Ok(claims)
+    }
 }
 
 struct Entry {
@@ -99,6 +128,7 @@ impl TenantCache {
                     keys: keyset,
                     store: tstore,
                     kids,
+                    verified: Mutex::new(HashMap::new()),
                 })
             }
         };

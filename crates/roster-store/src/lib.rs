@@ -8,6 +8,7 @@
 //! The SQL is written once (`sql_common.rs`, with `$n` placeholders both SQLite and PostgreSQL accept)
 //! and compiled twice, against `sqlx::Sqlite` and `sqlx::Postgres`; each backend has its own migrations.
 
+mod decode;
 mod error;
 mod model;
 mod postgres;

@@ -8,6 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::{Result, StoreError, StoreOptions};
 
 type Db = sqlx::Postgres;
+type DbRow = sqlx::postgres::PgRow;
 const BEGIN_WRITE: &str = "BEGIN";
 const FOR_UPDATE: &str = " FOR UPDATE";
 /// Byte-wise text order, so listings sort the same as on SQLite whatever the server locale.
@@ -27,5 +28,26 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         .connect_with(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
-    Ok(SqlBackend { read: pool.clone(), write: pool })
+    Ok(SqlBackend { read: pool.clone(), write: pool, fast: None })
+}
+
+/// PostgreSQL's driver is async end to end: no separate fast path (this type has no values).
+pub(crate) enum Fast {}
+
+impl Fast {
+    pub(crate) fn close(&self) {
+        match *self {}
+    }
+    pub(crate) fn user(&self, _: &TenantId, _: &UserId) -> Result<Option<User>> {
+        match *self {}
+    }
+    pub(crate) fn client(&self, _: &TenantId, _: &ClientId) -> Result<Option<Client>> {
+        match *self {}
+    }
+    pub(crate) fn client_grant(&self, _: &TenantId, _: &ClientId, _: &str) -> Result<Option<ClientGrant>> {
+        match *self {}
+    }
+    pub(crate) fn user_by_login(&self, _: &TenantId, _: &ConnectionId, _: &str) -> Result<Option<(User, Option<String>)>> {
+        match *self {}
+    }
 }
