@@ -13,12 +13,13 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use roster_auth::{AccessClaims, TokenError};
+use roster_auth::TokenError;
 use roster_domain::scope::Scopes;
 use roster_domain::{ClientId, UserId};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, OAuthError};
+use crate::ratelimit::RateSlot;
 use crate::state::AppState;
 use crate::tenant::{ResolveError, TenantCtx};
 
@@ -106,29 +107,44 @@ impl Principal {
     }
 }
 
-/// A set of scopes, any one of which grants access to a route.
+/// The scopes that grant access to a route, by kind of caller: any one of `ANY_OF` for a machine
+/// (client-credentials) token, any one of `USER` for a user-scoped token (empty: users are refused).
+/// Keeping the lists apart means a machine token holding a `*:current_user` scope gains nothing.
 pub trait Requirement {
     const ANY_OF: &'static [&'static str];
+    const USER: &'static [&'static str] = &[];
 }
 
 macro_rules! requirement {
-    ($($(#[$m:meta])* $name:ident => [$($s:literal),+ $(,)?];)+) => {$(
+    ($($(#[$m:meta])* $name:ident => [$($s:literal),+ $(,)?] $(user [$($u:literal),+ $(,)?])?;)+) => {$(
         $(#[$m])*
         pub struct $name;
         impl Requirement for $name {
             const ANY_OF: &'static [&'static str] = &[$($s),+];
+            $(const USER: &'static [&'static str] = &[$($u),+];)?
         }
     )+};
 }
 
 requirement! {
     /// Read users (a user token reads itself).
-    ReadUsers => ["read:users", "read:current_user"];
+    ReadUsers => ["read:users"] user ["read:current_user"];
     CreateUsers => ["create:users"];
     /// Update users; the handler narrows which fields each scope may touch.
-    UpdateUsers => ["update:users", "update:users_app_metadata", "update:current_user_metadata",
-                    "create:current_user_metadata", "delete:current_user_metadata"];
-    DeleteUsers => ["delete:users", "delete:current_user"];
+    UpdateUsers => ["update:users", "update:users_app_metadata"]
+        user ["update:current_user_metadata", "create:current_user_metadata", "delete:current_user_metadata"];
+    DeleteUsers => ["delete:users"] user ["delete:current_user"];
+
+    ReadClients => ["read:clients"];
+    CreateClients => ["create:clients"];
+    UpdateClients => ["update:clients"];
+    DeleteClients => ["delete:clients"];
+    /// Rotate a client secret: Auth0's `update:client_keys`, or `update:clients`.
+    RotateClientSecrets => ["update:client_keys", "update:clients"];
+    ReadConnections => ["read:connections"];
+    CreateConnections => ["create:connections"];
+    UpdateConnections => ["update:connections"];
+    DeleteConnections => ["delete:connections"];
 }
 
 /// A verified Management API caller holding one of `R::ANY_OF`.
@@ -154,21 +170,39 @@ impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Authorized<R> 
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
             _ => return Err(bad_format()),
         };
-        let claims: AccessClaims =
-            tenant.keys.verify(token, &tenant.issuer, &tenant.management_audience).map_err(|e| match e {
-                TokenError::Expired => ApiError::unauthorized("Expired token received for JSON Web Token validation"),
-                TokenError::Audience => ApiError::unauthorized("Bad audience"),
-                _ => ApiError::unauthorized("Invalid token"),
-            })?;
+        let claims = tenant.verify_management_token(token).map_err(|e| match e {
+            TokenError::Expired => ApiError::unauthorized("Expired token received for JSON Web Token validation"),
+            TokenError::Audience => ApiError::unauthorized("Bad audience"),
+            _ => ApiError::unauthorized("Invalid token"),
+        })?;
         let subject = match claims.sub.strip_suffix("@clients") {
             Some(client) if claims.gty.as_deref() == Some("client-credentials") => {
                 Subject::Client(ClientId::parse(client).map_err(|_| ApiError::unauthorized("Invalid token"))?)
             }
             _ => Subject::User(UserId::parse(&claims.sub).map_err(|_| ApiError::unauthorized("Invalid token"))?),
         };
+        // Charge the tenant's rate limit only for authenticated callers: anonymous requests cannot
+        // exhaust a tenant's budget.
+        if let Some(slot) = parts.extensions.get::<RateSlot>() {
+            let d = state.rate.check(tenant.name.as_str());
+            let (allowed, retry) = (d.allowed, d.retry_after);
+            slot.put(d);
+            if !allowed {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Global limit has been reached",
+                    Some("too_many_requests"),
+                )
+                .with_retry_after(retry));
+            }
+        }
         let scopes = Scopes::parse(&claims.scope);
-        if !scopes.contains_any(R::ANY_OF) {
-            return Err(ApiError::insufficient_scope(R::ANY_OF));
+        let needed = match subject {
+            Subject::Client(_) => R::ANY_OF,
+            Subject::User(_) => R::USER,
+        };
+        if !scopes.contains_any(needed) {
+            return Err(ApiError::insufficient_scope(if needed.is_empty() { R::ANY_OF } else { needed }));
         }
         let client_id = claims.azp.as_deref().and_then(|c| ClientId::parse(c).ok());
         Ok(Self(Principal { tenant, subject, scopes, client_id }, PhantomData))

@@ -44,6 +44,24 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/api/v2/users", get(users::list_users).post(users::create_user))
         .route("/t/{tenant}/api/v2/users/{id}", get(users::get_user).patch(users::update_user).delete(users::delete_user))
         .route("/t/{tenant}/api/v2/users-by-email", get(users::users_by_email))
+        .route("/t/{tenant}/api/v2/clients", get(management::clients::list_clients).post(management::clients::create_client))
+        .route(
+            "/t/{tenant}/api/v2/clients/{id}",
+            get(management::clients::get_client)
+                .patch(management::clients::update_client)
+                .delete(management::clients::delete_client),
+        )
+        .route("/t/{tenant}/api/v2/clients/{id}/rotate-secret", post(management::clients::rotate_secret))
+        .route(
+            "/t/{tenant}/api/v2/connections",
+            get(management::connections::list_connections).post(management::connections::create_connection),
+        )
+        .route(
+            "/t/{tenant}/api/v2/connections/{id}",
+            get(management::connections::get_connection)
+                .patch(management::connections::update_connection)
+                .delete(management::connections::delete_connection),
+        )
         .route("/t/{tenant}/api/v2/openapi.json", get(openapi::serve))
         .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
     let authentication = Router::new()
@@ -58,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(authentication)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(close_after_unread_body))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
@@ -69,6 +88,24 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route = %route)
         }))
         .with_state(state)
+}
+
+/// An error answered before the request body was read (401 before a JSON body, 413, 415...) leaves
+/// unread bytes on a keep-alive connection, and hyper then drops the connection without notice. Say
+/// so in the response instead (`Connection: close`), so clients do not reuse a dead connection.
+async fn close_after_unread_body(req: Request, next: axum::middleware::Next) -> Response {
+    let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut resp = next.run(req).await;
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Liveness: the process answers.

@@ -10,7 +10,7 @@ use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
 use crate::extract::MgmtTenant;
-use crate::management::users;
+use crate::management::{clients, connections, users};
 
 struct BearerAuth;
 
@@ -28,10 +28,18 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Roster Management API", description = "Auth0-compatible user management (`/t/{tenant}/api/v2`).",
          license(name = "Apache-2.0")),
-    paths(users::list_users, users::get_user, users::create_user, users::update_user, users::delete_user, users::users_by_email),
-    components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody)),
+    paths(users::list_users, users::get_user, users::create_user, users::update_user, users::delete_user, users::users_by_email,
+          clients::list_clients, clients::get_client, clients::create_client, clients::update_client, clients::delete_client,
+          clients::rotate_secret,
+          connections::list_connections, connections::get_connection, connections::create_connection,
+          connections::update_connection, connections::delete_connection),
+    components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody,
+                       clients::ClientSchema, clients::CreateClientBody, clients::UpdateClientBody,
+                       connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody)),
     modifiers(&BearerAuth),
-    tags((name = "Users", description = "Users and their metadata"))
+    tags((name = "Users", description = "Users and their metadata"),
+         (name = "Clients", description = "Applications (OAuth clients); secrets are shown only at creation and rotation"),
+         (name = "Connections", description = "Database connections and their options"))
 )]
 pub struct ManagementApi;
 

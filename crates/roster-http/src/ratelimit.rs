@@ -1,20 +1,24 @@
 //! Per-tenant token bucket for the Management API, with Auth0's `x-ratelimit-*` headers.
 //!
+//! Only authenticated calls are charged: the `Authorized` extractor checks the bucket once the token
+//! is verified and leaves its decision in the request's [`RateSlot`]; this middleware copies the
+//! decision into the response headers (or, for a refused anonymous call, the bucket's state without
+//! charging it). So a stranger cannot exhaust a tenant's budget.
+//!
 //! The bucket lives in each node's memory: checking a shared counter on every read would cost a
 //! database write per request, which the read path cannot afford. With N nodes a tenant may therefore
 //! receive up to N × the configured rate; security counters (brute force, throttling) are different
 //! and live in the database.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,9 +55,45 @@ pub struct Decision {
     pub retry_after: u64,
 }
 
+/// Where the `Authorized` extractor leaves its rate-limit decision for the middleware.
+#[derive(Clone, Default)]
+pub struct RateSlot(Arc<Mutex<Option<Decision>>>);
+
+impl RateSlot {
+    pub fn put(&self, d: Decision) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = Some(d);
+        }
+    }
+    fn take(&self) -> Option<Decision> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+}
+
 impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> Self {
         Self { cfg, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// The bucket's state without charging it (for headers on refused anonymous calls).
+    pub fn peek(&self, key: &str) -> Decision {
+        let burst = f64::from(self.cfg.burst.max(1));
+        let rate = self.cfg.per_second.max(0.001);
+        let tokens = self
+            .buckets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).map(|b| (b.tokens + b.last.elapsed().as_secs_f64() * rate).min(burst)))
+            .unwrap_or(burst);
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let wait = ((burst - tokens) / rate).ceil() as u64;
+        Decision {
+            allowed: true,
+            limit: self.cfg.burst,
+            remaining: tokens.floor().max(0.0) as u32,
+            reset: epoch + wait,
+            retry_after: wait.max(1),
+        }
     }
 
     pub fn check(&self, key: &str) -> Decision {
@@ -65,7 +105,9 @@ impl RateLimiter {
                 if !m.contains_key(key) {
                     m.insert(key.to_owned(), Bucket { tokens: burst, last: now });
                 }
-                let Some(b) = m.get_mut(key) else { return Decision { allowed: true, limit: self.cfg.burst, remaining: 0, reset: 0, retry_after: 1 } };
+                let Some(b) = m.get_mut(key) else {
+                    return Decision { allowed: true, limit: self.cfg.burst, remaining: 0, reset: 0, retry_after: 1 };
+                };
                 b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
                 b.last = now;
                 if b.tokens >= 1.0 {
@@ -102,18 +144,13 @@ fn set_headers(h: &mut HeaderMap, d: &Decision) {
     }
 }
 
-/// Middleware for `/t/{tenant}/api/v2/*`: one bucket per tenant name in the path.
-pub async fn management_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Middleware for `/t/{tenant}/api/v2/*`: headers from the decision the extractor made.
+pub async fn management_rate_limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let slot = RateSlot::default();
+    req.extensions_mut().insert(slot.clone());
     let key = req.uri().path().strip_prefix("/t/").and_then(|p| p.split('/').next()).unwrap_or("").to_owned();
-    let d = state.rate.check(&key);
-    if !d.allowed {
-        let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Global limit has been reached", Some("too_many_requests"))
-            .with_retry_after(d.retry_after)
-            .into_response();
-        set_headers(resp.headers_mut(), &d);
-        return resp;
-    }
     let mut resp = next.run(req).await;
+    let d = slot.take().unwrap_or_else(|| state.rate.peek(&key));
     set_headers(resp.headers_mut(), &d);
     resp
 }

@@ -55,9 +55,21 @@ impl StoreError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
                 Self::Unavailable(e)
             }
+            // The server refuses or drops connections (shutdown, restart, connection limits, a database
+            // closed to connections): temporary, answer 503 rather than 500.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => Self::Unavailable(e),
             _ => Self::Internal(Box::new(e)),
         }
     }
+}
+
+/// SQLSTATE codes (PostgreSQL) and SQLite result codes that mean "the database cannot serve now".
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08")                      // connection exceptions
+        || matches!(code, "57P01" | "57P02" | "57P03" // admin shutdown, crash shutdown, cannot connect now
+            | "53300"                             // too many connections
+            | "55000"                             // e.g. database does not allow connections
+            | "5" | "6" | "261" | "517") // SQLite BUSY, LOCKED and their extended forms
 }
 
 impl From<sqlx::Error> for StoreError {

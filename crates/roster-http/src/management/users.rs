@@ -354,6 +354,9 @@ pub async fn update_user(
     let id = parse_user_id(&path.id)?;
     ensure_own(&auth, &id)?;
     let limits = state.cfg.metadata_limits;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("Payload validation error: 'Too few properties defined (0), minimum 1'."));
+    }
     let mut patch = UserPatch::parse(body, limits)?;
     check_patch_fields(&auth, &patch.fields())?;
     let password_hash = match patch.password.take() {
