@@ -28,7 +28,32 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         .connect_with(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
-    Ok(SqlBackend { read: pool.clone(), write: pool, fast: None })
+    Ok(SqlBackend { read: pool.clone(), write: pool, batcher: Batcher, fast: None })
+}
+
+/// PostgreSQL batches concurrent commits itself (its WAL writer flushes many at once): each `in_tx`
+/// body gets its own transaction.
+pub(crate) struct Batcher;
+
+impl SqlBackend {
+    async fn in_tx<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
+    {
+        let Batcher = &self.batcher;
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        match op(&mut tx).await {
+            Ok(v) => {
+                tx.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// PostgreSQL's driver is async end to end: no separate fast path (this type has no values).

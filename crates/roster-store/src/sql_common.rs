@@ -21,9 +21,14 @@ use crate::repo::{ClientRepo, Lifecycle, LogRepo, SessionRepo, TenantRepo, UserM
 
 type Conn = <Db as sqlx::Database>::Connection;
 
+/// A transaction body: runs on the write connection inside a transaction the backend owns.
+pub(crate) type TxFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>>;
+
 pub(crate) struct SqlBackend {
     read: sqlx::Pool<Db>,
     write: sqlx::Pool<Db>,
+    /// How this backend commits `in_tx` bodies (see `Batcher`).
+    batcher: Batcher,
     /// A backend's own path for the hottest point reads, when it has one (see `Fast`).
     fast: Option<Fast>,
 }
@@ -265,6 +270,121 @@ async fn insert_log(conn: &mut Conn, t: &TenantId, ev: &LogEvent) -> Result<()> 
 
 fn email_lower(u: &User) -> Option<String> {
     u.email.as_ref().map(|e| e.as_str().to_lowercase())
+}
+
+/// `update_user`'s transaction body (run by `in_tx`, possibly batched with others).
+async fn update_user_tx(
+    c: &mut Conn,
+    t: &TenantId,
+    id: &UserId,
+    mutate: UserMutation,
+    new_password_hash: Option<String>,
+    effects: &Effects,
+) -> Result<Option<User>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND user_id = $2{FOR_UPDATE}"
+    )))
+    .bind(t.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut u = user_from_row(&row)?;
+    mutate(&mut u).map_err(StoreError::Rejected)?;
+    sqlx::query(
+        "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, phone_number = $7, \
+         phone_verified = $8, name = $9, given_name = $10, family_name = $11, nickname = $12, picture = $13, \
+         user_metadata = $14, app_metadata = $15, blocked = $16, identities = $17, updated_at = $18, \
+         last_login = $19, last_ip = $20, logins_count = $21, last_password_reset = $22 \
+         WHERE tenant_id = $1 AND user_id = $2",
+    )
+    .bind(t.as_str())
+    .bind(id.as_str())
+    .bind(u.email.as_ref().map(Email::as_str))
+    .bind(email_lower(&u))
+    .bind(u.email_verified)
+    .bind(u.username.as_deref())
+    .bind(u.phone_number.as_deref())
+    .bind(u.phone_verified)
+    .bind(u.name.as_deref())
+    .bind(u.given_name.as_deref())
+    .bind(u.family_name.as_deref())
+    .bind(u.nickname.as_deref())
+    .bind(u.picture.as_deref())
+    .bind(Json(u.user_metadata.as_map()))
+    .bind(Json(u.app_metadata.as_map()))
+    .bind(u.blocked)
+    .bind(Json(&u.identities))
+    .bind(u.updated_at.millis())
+    .bind(u.last_login.map(Timestamp::millis))
+    .bind(u.last_ip.as_deref())
+    .bind(u.logins_count)
+    .bind(u.last_password_reset.map(Timestamp::millis))
+    .execute(&mut *c)
+    .await?;
+    if let Some(hash) = new_password_hash {
+        sqlx::query(
+            "INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+        )
+        .bind(t.as_str())
+        .bind(id.as_str())
+        .bind(hash)
+        .bind(u.updated_at.millis())
+        .execute(&mut *c)
+        .await?;
+    }
+    insert_effects(c, t, effects).await?;
+    Ok(Some(u))
+}
+
+
+/// `create_user`'s transaction body.
+async fn create_user_tx(c: &mut Conn, t: &TenantId, new: &NewUser, effects: &Effects) -> Result<()> {
+    let u = &new.user;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO users (tenant_id, email_lower, {USER_COLS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+    )))
+    .bind(t.as_str())
+    .bind(email_lower(u))
+    .bind(u.user_id.as_str())
+    .bind(u.connection_id.as_str())
+    .bind(u.email.as_ref().map(Email::as_str))
+    .bind(u.email_verified)
+    .bind(u.username.as_deref())
+    .bind(u.phone_number.as_deref())
+    .bind(u.phone_verified)
+    .bind(u.name.as_deref())
+    .bind(u.given_name.as_deref())
+    .bind(u.family_name.as_deref())
+    .bind(u.nickname.as_deref())
+    .bind(u.picture.as_deref())
+    .bind(Json(u.user_metadata.as_map()))
+    .bind(Json(u.app_metadata.as_map()))
+    .bind(u.blocked)
+    .bind(Json(&u.identities))
+    .bind(u.created_at.millis())
+    .bind(u.updated_at.millis())
+    .bind(u.last_login.map(Timestamp::millis))
+    .bind(u.last_ip.as_deref())
+    .bind(u.logins_count)
+    .bind(u.last_password_reset.map(Timestamp::millis))
+    .execute(&mut *c)
+    .await?;
+    if let Some(hash) = &new.password_hash {
+        sqlx::query("INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(t.as_str())
+            .bind(u.user_id.as_str())
+            .bind(hash)
+            .bind(u.created_at.millis())
+            .execute(&mut *c)
+            .await?;
+    }
+    insert_effects(c, t, effects).await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -739,50 +859,8 @@ impl SessionRepo for SqlBackend {
 #[async_trait]
 impl UserRepo for SqlBackend {
     async fn create_user(&self, t: &TenantId, new: &NewUser, effects: &Effects) -> Result<()> {
-        let u = &new.user;
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO users (tenant_id, email_lower, {USER_COLS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
-        )))
-        .bind(t.as_str())
-        .bind(email_lower(u))
-        .bind(u.user_id.as_str())
-        .bind(u.connection_id.as_str())
-        .bind(u.email.as_ref().map(Email::as_str))
-        .bind(u.email_verified)
-        .bind(u.username.as_deref())
-        .bind(u.phone_number.as_deref())
-        .bind(u.phone_verified)
-        .bind(u.name.as_deref())
-        .bind(u.given_name.as_deref())
-        .bind(u.family_name.as_deref())
-        .bind(u.nickname.as_deref())
-        .bind(u.picture.as_deref())
-        .bind(Json(u.user_metadata.as_map()))
-        .bind(Json(u.app_metadata.as_map()))
-        .bind(u.blocked)
-        .bind(Json(&u.identities))
-        .bind(u.created_at.millis())
-        .bind(u.updated_at.millis())
-        .bind(u.last_login.map(Timestamp::millis))
-        .bind(u.last_ip.as_deref())
-        .bind(u.logins_count)
-        .bind(u.last_password_reset.map(Timestamp::millis))
-        .execute(&mut *tx)
-        .await?;
-        if let Some(hash) = &new.password_hash {
-            sqlx::query("INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) VALUES ($1, $2, $3, $4)")
-                .bind(t.as_str())
-                .bind(u.user_id.as_str())
-                .bind(hash)
-                .bind(u.created_at.millis())
-                .execute(&mut *tx)
-                .await?;
-        }
-        insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
-        Ok(())
+        let (t, new, effects) = (t.clone(), new.clone(), effects.clone());
+        self.in_tx(move |c| Box::pin(async move { create_user_tx(c, &t, &new, &effects).await })).await
     }
 
     async fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
@@ -805,65 +883,8 @@ impl UserRepo for SqlBackend {
         new_password_hash: Option<String>,
         effects: &Effects,
     ) -> Result<Option<User>> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND user_id = $2{FOR_UPDATE}"
-        )))
-        .bind(t.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let mut u = user_from_row(&row)?;
-        mutate(&mut u).map_err(StoreError::Rejected)?;
-        sqlx::query(
-            "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, phone_number = $7, \
-             phone_verified = $8, name = $9, given_name = $10, family_name = $11, nickname = $12, picture = $13, \
-             user_metadata = $14, app_metadata = $15, blocked = $16, identities = $17, updated_at = $18, \
-             last_login = $19, last_ip = $20, logins_count = $21, last_password_reset = $22 \
-             WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(t.as_str())
-        .bind(id.as_str())
-        .bind(u.email.as_ref().map(Email::as_str))
-        .bind(email_lower(&u))
-        .bind(u.email_verified)
-        .bind(u.username.as_deref())
-        .bind(u.phone_number.as_deref())
-        .bind(u.phone_verified)
-        .bind(u.name.as_deref())
-        .bind(u.given_name.as_deref())
-        .bind(u.family_name.as_deref())
-        .bind(u.nickname.as_deref())
-        .bind(u.picture.as_deref())
-        .bind(Json(u.user_metadata.as_map()))
-        .bind(Json(u.app_metadata.as_map()))
-        .bind(u.blocked)
-        .bind(Json(&u.identities))
-        .bind(u.updated_at.millis())
-        .bind(u.last_login.map(Timestamp::millis))
-        .bind(u.last_ip.as_deref())
-        .bind(u.logins_count)
-        .bind(u.last_password_reset.map(Timestamp::millis))
-        .execute(&mut *tx)
-        .await?;
-        if let Some(hash) = new_password_hash {
-            sqlx::query(
-                "INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
-            )
-            .bind(t.as_str())
-            .bind(id.as_str())
-            .bind(hash)
-            .bind(u.updated_at.millis())
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
-        Ok(Some(u))
+        let (t, id, effects) = (t.clone(), id.clone(), effects.clone());
+        self.in_tx(move |c| Box::pin(async move { update_user_tx(c, &t, &id, mutate, new_password_hash, &effects).await })).await
     }
 
     async fn delete_user(&self, t: &TenantId, id: &UserId, effects: &Effects) -> Result<bool> {
@@ -1032,19 +1053,21 @@ impl LogRepo for SqlBackend {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        for (t, ev) in events {
-            insert_log(&mut tx, t, ev).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let events = events.to_vec();
+        self.in_tx(move |c| {
+            Box::pin(async move {
+                for (t, ev) in &events {
+                    insert_log(c, t, ev).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn append_effects(&self, t: &TenantId, effects: &Effects) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
-        Ok(())
+        let (t, effects) = (t.clone(), effects.clone());
+        self.in_tx(move |c| Box::pin(async move { insert_effects(c, &t, &effects).await })).await
     }
 
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>> {

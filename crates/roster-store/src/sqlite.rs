@@ -64,7 +64,153 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let path = base.get_filename().to_path_buf();
     let in_memory = path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:");
     let fast = (!in_memory).then(|| Fast { path, idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
-    Ok(SqlBackend { read, write, fast })
+    let batcher = Batcher::start(write.clone());
+    Ok(SqlBackend { read, write, batcher, fast })
+}
+
+/// Group commit. SQLite with `synchronous=FULL` pays one fsync per commit; under concurrency that, not
+/// the SQL, bounds the write rate. Transaction bodies (`in_tx`) queue here; one task runs every queued
+/// body inside one transaction — each in its own savepoint, so a failing body rolls back alone — then
+/// commits once and only then answers each caller. Nothing is acknowledged before it is durable.
+pub(crate) struct Batcher {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+}
+
+/// Most transaction bodies committed together.
+const MAX_BATCH: usize = 128;
+
+struct Done {
+    ok: bool,
+    /// Answers the caller once the batch's commit is known.
+    finish: Box<dyn FnOnce(Result<()>) + Send>,
+}
+
+type JobRun = Box<
+    dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send + 'c>>
+        + Send,
+>;
+
+struct Job {
+    run: JobRun,
+    /// Answers the caller when the body could not even start (no connection, no transaction).
+    abort: Box<dyn FnOnce(StoreError) + Send>,
+}
+
+impl Batcher {
+    fn start(pool: sqlx::SqlitePool) -> Self {
+        let (jobs, mut rx) = tokio::sync::mpsc::channel::<Job>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&pool, batch).await;
+            }
+        });
+        Self { jobs }
+    }
+}
+
+fn commit_failed() -> StoreError {
+    StoreError::Internal("the transaction could not be committed".into())
+}
+
+async fn exec(conn: &mut sqlx::SqliteConnection, sql: &'static str) -> Result<()> {
+    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(StoreError::from_sqlx)
+}
+
+async fn run_batch(pool: &sqlx::SqlitePool, batch: Vec<Job>) {
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = e.to_string();
+            for j in batch {
+                (j.abort)(StoreError::Unavailable(sqlx::Error::Protocol(msg.clone())));
+            }
+            return;
+        }
+    };
+    if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
+        let mut e = Some(e);
+        for j in batch {
+            (j.abort)(e.take().unwrap_or_else(commit_failed));
+        }
+        return;
+    }
+    let single = batch.len() == 1;
+    let mut dones = Vec::with_capacity(batch.len());
+    for j in batch {
+        if !single && exec(&mut conn, "SAVEPOINT batch_item").await.is_err() {
+            (j.abort)(commit_failed());
+            continue;
+        }
+        let done = (j.run)(&mut conn).await;
+        if !single {
+            if !done.ok {
+                let _ = exec(&mut conn, "ROLLBACK TO batch_item").await;
+            }
+            let _ = exec(&mut conn, "RELEASE batch_item").await;
+        }
+        dones.push(done);
+    }
+    let outcome = if single && dones.iter().all(|d| !d.ok) {
+        exec(&mut conn, "ROLLBACK").await
+    } else {
+        match exec(&mut conn, "COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                Err(e)
+            }
+        }
+    };
+    let mut err = outcome.err();
+    for d in dones {
+        (d.finish)(match err.take() {
+            None if d.ok => Ok(()),
+            Some(e) => Err(e),
+            None => Err(commit_failed()),
+        });
+    }
+}
+
+impl SqlBackend {
+    async fn in_tx<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel::<Result<T>>();
+        let reply = std::sync::Arc::new(Mutex::new(Some(reply)));
+        let abort_reply = reply.clone();
+        let send = move |slot: &std::sync::Arc<Mutex<Option<tokio::sync::oneshot::Sender<Result<T>>>>>, r: Result<T>| {
+            if let Some(tx) = slot.lock().ok().and_then(|mut s| s.take()) {
+                let _ = tx.send(r);
+            }
+        };
+        let job = Job {
+            run: Box::new(move |c| {
+                Box::pin(async move {
+                    match op(c).await {
+                        Ok(v) => Done { ok: true, finish: Box::new(move |commit: Result<()>| send(&reply, commit.map(|()| v))) },
+                        Err(e) => Done { ok: false, finish: Box::new(move |_| send(&reply, Err(e))) },
+                    }
+                })
+            }),
+            abort: Box::new(move |e| {
+                if let Some(tx) = abort_reply.lock().ok().and_then(|mut s| s.take()) {
+                    let _ = tx.send(Err(e));
+                }
+            }),
+        };
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.batcher.jobs.send(job).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
 }
 
 /// Inline read-only `rusqlite` connections for point reads.

@@ -361,7 +361,48 @@ async fn sessions_codes_refresh_tokens(f: Fixture) {
     assert!(f.acme.refresh_token("rt6").await.expect("r").is_none());
 }
 
+/// Concurrent writes, some of which fail, are committed together (SQLite group commit): a failing one
+/// rolls back alone and every acknowledged one is durable and visible.
+async fn concurrent_mixed_outcomes(f: Fixture) {
+    let acme = Arc::new(f.acme.clone());
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let acme = acme.clone();
+        let conn = f.acme_conn.clone();
+        // Every third user uses the same address: exactly one of those may win.
+        let email = if i % 3 == 0 { "same@example.com".to_owned() } else { format!("u{i}@example.com") };
+        tasks.push(tokio::spawn(async move {
+            let u = new_user(&conn, &email, i);
+            let r = acme.create_user(&u, &ev()).await;
+            (u.user.user_id, r)
+        }));
+    }
+    let mut ok = Vec::new();
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            (id, Ok(())) => ok.push(id),
+            (_, Err(StoreError::Conflict(ConflictKind::Email))) => conflicts += 1,
+            (_, Err(e)) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!((ok.len(), conflicts), (41, 19), "40 distinct addresses plus one winner of the shared one");
+    for id in &ok {
+        assert!(f.acme.user(id).await.expect("read").is_some(), "acknowledged writes are visible");
+    }
+    let total = f
+        .acme
+        .list_users(&UserQuery::default(), Sort::default(), Page::new(None, None).expect("p"), true)
+        .await
+        .expect("l")
+        .total;
+    assert_eq!(total, Some(41));
+    let logs = f.acme.logs(None, 1000).await.expect("logs");
+    assert_eq!(logs.len(), 41, "a refused write leaves no log event behind");
+}
+
 roster_testkit::on_store_backends! {
+    mixed => concurrent_mixed_outcomes;
     grants => sessions_codes_refresh_tokens;
     tenants => tenants_and_isolation;
     unique => uniqueness;
