@@ -30,7 +30,7 @@ pub struct TenantCtx {
     pub store: TenantStore,
     kids: Vec<String>,
     /// Management tokens already verified with these keys (see [`TenantCtx::verify_management_token`]).
-    verified: Mutex<HashMap<Box<str>, Arc<AccessClaims>>>,
+    verified: Mutex<HashMap<Box<str>, (Box<str>, Arc<AccessClaims>)>>,
 }
 
 /// Most verified tokens remembered per tenant; the map is emptied when full (tokens are re-verified).
@@ -43,7 +43,10 @@ impl TenantCtx {
     /// rotation or a deleted tenant invalidates it.
     pub fn verify_management_token(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
         let now = roster_domain::Timestamp::now().seconds();
-        if let Some(c) = self.verified.lock().ok().and_then(|m| m.get(token).cloned()) {
+        // Keyed by the signature segment (short, unforgeable); the whole token must match on a hit.
+        let key = token.rsplit('.').next().unwrap_or(token);
+        let hit = self.verified.lock().ok().and_then(|m| m.get(key).filter(|(full, _)| &**full == token).map(|(_, c)| c.clone()));
+        if let Some(c) = hit {
             if now > c.exp + LEEWAY_SECS as i64 {
                 return Err(TokenError::Expired);
             }
@@ -54,7 +57,7 @@ impl TenantCtx {
             if m.len() >= VERIFIED_CAPACITY {
                 m.clear();
             }
-            m.insert(token.into(), claims.clone());
+            m.insert(key.into(), (token.into(), claims.clone()));
         }
         Ok(claims)
     }

@@ -13,6 +13,24 @@ pub enum ConflictKind {
     Other,
 }
 
+impl ConflictKind {
+    /// Which rule a unique violation broke, from the constraint name (PostgreSQL) or the columns
+    /// SQLite names in its message.
+    pub(crate) fn from_violation(what: &str) -> Self {
+        if what.contains("users_connection_email") || what.contains("users.email_lower") {
+            Self::Email
+        } else if what.contains("users_connection_username") || what.contains("users.username") {
+            Self::Username
+        } else if what.contains("users_pkey") || what.contains("users.tenant_id, users.user_id") {
+            Self::UserId
+        } else if what.contains("tenants_name") || what.contains("tenants.name") {
+            Self::TenantName
+        } else {
+            Self::Other
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("conflict: {0:?} already exists")]
@@ -39,18 +57,7 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 // PostgreSQL names the constraint; SQLite names the columns in its message.
                 let what = format!("{} {}", db.constraint().unwrap_or(""), db.message());
-                let kind = if what.contains("users_connection_email") || what.contains("users.email_lower") {
-                    ConflictKind::Email
-                } else if what.contains("users_connection_username") || what.contains("users.username") {
-                    ConflictKind::Username
-                } else if what.contains("users_pkey") || what.contains("users.tenant_id, users.user_id") {
-                    ConflictKind::UserId
-                } else if what.contains("tenants_name") || what.contains("tenants.name") {
-                    ConflictKind::TenantName
-                } else {
-                    ConflictKind::Other
-                };
-                Self::Conflict(kind)
+                Self::Conflict(ConflictKind::from_violation(&what))
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
                 Self::Unavailable(e)

@@ -11,6 +11,7 @@
 mod decode;
 mod error;
 mod model;
+mod params;
 mod postgres;
 mod repo;
 mod sqlite;

@@ -28,12 +28,8 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         .connect_with(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
-    Ok(SqlBackend { read: pool.clone(), write: pool, batcher: Batcher, fast: None })
+    Ok(SqlBackend { read: pool.clone(), write: pool, fast: None })
 }
-
-/// PostgreSQL batches concurrent commits itself (its WAL writer flushes many at once): each `in_tx`
-/// body gets its own transaction.
-pub(crate) struct Batcher;
 
 impl SqlBackend {
     async fn in_tx<T, F>(&self, op: F) -> Result<T>
@@ -41,7 +37,6 @@ impl SqlBackend {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
     {
-        let Batcher = &self.batcher;
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         match op(&mut tx).await {
             Ok(v) => {
@@ -56,7 +51,8 @@ impl SqlBackend {
     }
 }
 
-/// PostgreSQL's driver is async end to end: no separate fast path (this type has no values).
+/// PostgreSQL's driver is async end to end and the server batches concurrent commits itself (its WAL
+/// writer flushes many at once): no separate fast path (this type has no values).
 pub(crate) enum Fast {}
 
 impl Fast {
@@ -73,6 +69,25 @@ impl Fast {
         match *self {}
     }
     pub(crate) fn user_by_login(&self, _: &TenantId, _: &ConnectionId, _: &str) -> Result<Option<(User, Option<String>)>> {
+        match *self {}
+    }
+    pub(crate) async fn update_user(
+        &self,
+        _: TenantId,
+        _: UserId,
+        _: UserMutation,
+        _: Option<String>,
+        _: Effects,
+    ) -> Result<Option<User>> {
+        match *self {}
+    }
+    pub(crate) async fn create_user(&self, _: TenantId, _: NewUser, _: Effects) -> Result<()> {
+        match *self {}
+    }
+    pub(crate) async fn append_logs(&self, _: Vec<(TenantId, LogEvent)>) -> Result<()> {
+        match *self {}
+    }
+    pub(crate) async fn append_effects(&self, _: TenantId, _: Effects) -> Result<()> {
         match *self {}
     }
 }

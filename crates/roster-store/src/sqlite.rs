@@ -17,7 +17,7 @@ use rusqlite::OpenFlags;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::{Result, StoreError, StoreOptions};
+use crate::{ConflictKind, Result, StoreError, StoreOptions, params};
 
 type Db = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
@@ -63,21 +63,28 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         .map_err(StoreError::from_sqlx)?;
     let path = base.get_filename().to_path_buf();
     let in_memory = path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:");
-    let fast = (!in_memory).then(|| Fast { path, idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) });
-    let batcher = Batcher::start(write.clone());
-    Ok(SqlBackend { read, write, batcher, fast })
+    let fast = if in_memory {
+        None
+    } else {
+        let writer = Batcher::start(&path, opts.sqlite_synchronous_full)?;
+        Some(Fast { path, idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false), writer })
+    };
+    Ok(SqlBackend { read, write, fast })
 }
 
 /// Group commit. SQLite with `synchronous=FULL` pays one fsync per commit; under concurrency that, not
-/// the SQL, bounds the write rate. Transaction bodies (`in_tx`) queue here; one task runs every queued
-/// body inside one transaction — each in its own savepoint, so a failing body rolls back alone — then
-/// commits once and only then answers each caller. Nothing is acknowledged before it is durable.
+/// the SQL, bounds the write rate. The hot writes (user create/update, log and outbox rows) queue here;
+/// one OS thread with its own `rusqlite` connection runs every queued write inside one transaction —
+/// each in its own savepoint, so a failing one rolls back alone — commits once, and only then answers
+/// each caller. Nothing is acknowledged before it is durable, and no statement pays an async hop.
+/// Other (rare, administrative) writes use the sqlx write pool; the two writers serialize on SQLite's
+/// write lock (`BEGIN IMMEDIATE` and a busy timeout).
 pub(crate) struct Batcher {
-    jobs: tokio::sync::mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
 }
 
-/// Most transaction bodies committed together.
-const MAX_BATCH: usize = 128;
+/// Most writes committed together.
+const MAX_BATCH: usize = 256;
 
 struct Done {
     ok: bool,
@@ -85,131 +92,175 @@ struct Done {
     finish: Box<dyn FnOnce(Result<()>) + Send>,
 }
 
-type JobRun = Box<
-    dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send + 'c>>
-        + Send,
->;
-
 struct Job {
-    run: JobRun,
-    /// Answers the caller when the body could not even start (no connection, no transaction).
+    run: Box<dyn FnOnce(&rusqlite::Connection) -> Done + Send>,
+    /// Answers the caller when its write could not even start.
     abort: Box<dyn FnOnce(StoreError) + Send>,
 }
 
-impl Batcher {
-    fn start(pool: sqlx::SqlitePool) -> Self {
-        let (jobs, mut rx) = tokio::sync::mpsc::channel::<Job>(4096);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
-                }
-                run_batch(&pool, batch).await;
-            }
-        });
-        Self { jobs }
+fn conflict_or_internal(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(ConflictKind::from_violation(msg.as_deref().unwrap_or("")))
+        }
+        _ => rusqlite_err(e),
     }
 }
 
-fn commit_failed() -> StoreError {
+/// The shared SQL uses `$n` placeholders, which sqlx binds by number. SQLite itself treats `$n` as a
+/// *named* parameter numbered by first appearance, so for rusqlite they are rewritten to `?n` (truly
+/// numbered): `UPDATE … SET a = $3 … WHERE id = $1` must not bind the id into `a`.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn run_sql(c: &rusqlite::Connection, sql: &str, p: &[params::Param]) -> Result<usize> {
+    let mut st = c.prepare_cached(&numbered(sql)).map_err(conflict_or_internal)?;
+    st.execute(rusqlite::params_from_iter(p.iter())).map_err(conflict_or_internal)
+}
+
+fn write_effects(c: &rusqlite::Connection, t: &TenantId, e: &Effects) -> Result<()> {
+    for ev in &e.logs {
+        run_sql(c, params::INSERT_LOG, &params::log(t, ev))?;
+    }
+    for m in &e.outbox {
+        run_sql(c, params::INSERT_OUTBOX, &params::outbox(t, m))?;
+    }
+    Ok(())
+}
+
+type Reply<T> = std::sync::Arc<Mutex<Option<tokio::sync::oneshot::Sender<Result<T>>>>>;
+
+fn answer<T>(slot: &Reply<T>, r: Result<T>) {
+    if let Some(tx) = slot.lock().ok().and_then(|mut s| s.take()) {
+        let _ = tx.send(r);
+    }
+}
+
+impl Batcher {
+    fn start(path: &std::path::Path, full_sync: bool) -> Result<Self> {
+        let conn = rusqlite::Connection::open(path).map_err(rusqlite_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(rusqlite_err)?;
+        let sync = if full_sync { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
+            .map_err(rusqlite_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(&conn, batch);
+                }
+            })
+            .map_err(StoreError::internal)?;
+        Ok(Self { jobs })
+    }
+
+    /// Queue a write and wait for its durable commit.
+    async fn submit<T: Send + 'static>(&self, op: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let (reply, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let reply: Reply<T> = std::sync::Arc::new(Mutex::new(Some(reply)));
+        let abort_reply = reply.clone();
+        let job = Job {
+            run: Box::new(move |c| match op(c) {
+                Ok(v) => Done { ok: true, finish: Box::new(move |commit: Result<()>| answer(&reply, commit.map(|()| v))) },
+                Err(e) => Done { ok: false, finish: Box::new(move |_| answer(&reply, Err(e))) },
+            }),
+            abort: Box::new(move |e| answer(&abort_reply, Err(e))),
+        };
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.jobs.send(job).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+}
+
+fn not_committed() -> StoreError {
     StoreError::Internal("the transaction could not be committed".into())
 }
 
-async fn exec(conn: &mut sqlx::SqliteConnection, sql: &'static str) -> Result<()> {
-    sqlx::query(sql).execute(conn).await.map(|_| ()).map_err(StoreError::from_sqlx)
-}
-
-async fn run_batch(pool: &sqlx::SqlitePool, batch: Vec<Job>) {
-    let mut conn = match pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            let msg = e.to_string();
-            for j in batch {
-                (j.abort)(StoreError::Unavailable(sqlx::Error::Protocol(msg.clone())));
-            }
-            return;
-        }
-    };
-    if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-        let mut e = Some(e);
+fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
+    if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+        let mut e = Some(rusqlite_err(e));
         for j in batch {
-            (j.abort)(e.take().unwrap_or_else(commit_failed));
+            (j.abort)(e.take().unwrap_or_else(not_committed));
         }
         return;
     }
-    let single = batch.len() == 1;
     let mut dones = Vec::with_capacity(batch.len());
     for j in batch {
-        if !single && exec(&mut conn, "SAVEPOINT batch_item").await.is_err() {
-            (j.abort)(commit_failed());
+        if let Err(e) = c.execute_batch("SAVEPOINT batch_item") {
+            (j.abort)(rusqlite_err(e));
             continue;
         }
-        let done = (j.run)(&mut conn).await;
-        if !single {
-            if !done.ok {
-                let _ = exec(&mut conn, "ROLLBACK TO batch_item").await;
-            }
-            let _ = exec(&mut conn, "RELEASE batch_item").await;
+        let done = (j.run)(c);
+        if !done.ok {
+            let _ = c.execute_batch("ROLLBACK TO batch_item");
         }
+        let _ = c.execute_batch("RELEASE batch_item");
         dones.push(done);
     }
-    let outcome = if single && dones.iter().all(|d| !d.ok) {
-        exec(&mut conn, "ROLLBACK").await
-    } else {
-        match exec(&mut conn, "COMMIT").await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = exec(&mut conn, "ROLLBACK").await;
-                Err(e)
-            }
+    let mut err = match c.execute_batch("COMMIT") {
+        Ok(()) => None,
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Some(rusqlite_err(e))
         }
     };
-    let mut err = outcome.err();
     for d in dones {
         (d.finish)(match err.take() {
-            None if d.ok => Ok(()),
             Some(e) => Err(e),
-            None => Err(commit_failed()),
+            None if d.ok => Ok(()),
+            None => Err(not_committed()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_numbered() {
+        assert_eq!(
+            super::numbered("UPDATE t SET a = $3, b = '$x' WHERE id = $1 AND t = $12"),
+            "UPDATE t SET a = ?3, b = '$x' WHERE id = ?1 AND t = ?12"
+        );
     }
 }
 
 impl SqlBackend {
+    /// A transaction on the sqlx write pool (writes not routed to the group-commit writer).
     async fn in_tx<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel::<Result<T>>();
-        let reply = std::sync::Arc::new(Mutex::new(Some(reply)));
-        let abort_reply = reply.clone();
-        let send = move |slot: &std::sync::Arc<Mutex<Option<tokio::sync::oneshot::Sender<Result<T>>>>>, r: Result<T>| {
-            if let Some(tx) = slot.lock().ok().and_then(|mut s| s.take()) {
-                let _ = tx.send(r);
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        match op(&mut tx).await {
+            Ok(v) => {
+                tx.commit().await?;
+                Ok(v)
             }
-        };
-        let job = Job {
-            run: Box::new(move |c| {
-                Box::pin(async move {
-                    match op(c).await {
-                        Ok(v) => Done { ok: true, finish: Box::new(move |commit: Result<()>| send(&reply, commit.map(|()| v))) },
-                        Err(e) => Done { ok: false, finish: Box::new(move |_| send(&reply, Err(e))) },
-                    }
-                })
-            }),
-            abort: Box::new(move |e| {
-                if let Some(tx) = abort_reply.lock().ok().and_then(|mut s| s.take()) {
-                    let _ = tx.send(Err(e));
-                }
-            }),
-        };
-        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        self.batcher.jobs.send(job).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -218,6 +269,8 @@ pub(crate) struct Fast {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
     closed: AtomicBool,
+    /// The group-commit writer for the hot writes.
+    writer: Batcher,
 }
 
 /// Idle fast-read connections kept open.
@@ -290,7 +343,7 @@ impl Fast {
         decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         self.run(|c| {
-            let mut st = c.prepare_cached(sql).map_err(rusqlite_err)?;
+            let mut st = c.prepare_cached(&numbered(sql)).map_err(rusqlite_err)?;
             let mut rows = st.query(params).map_err(rusqlite_err)?;
             match rows.next().map_err(rusqlite_err)? {
                 Some(r) => decode(r).map(Some),
@@ -328,5 +381,73 @@ impl Fast {
         self.one(&user_by_login_sql(), &[&t.as_str(), &connection.as_str(), &lower], |r| {
             Ok((decode::user(r)?, r.text("password_hash")?))
         })
+    }
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn update_user(
+        &self,
+        t: TenantId,
+        id: UserId,
+        mutate: UserMutation,
+        new_password_hash: Option<String>,
+        effects: Effects,
+    ) -> Result<Option<User>> {
+        self.check_open()?;
+        self.writer
+            .submit(move |c| {
+                let found = {
+                    let mut st = c.prepare_cached(&numbered(&user_by_id_sql())).map_err(rusqlite_err)?;
+                    let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
+                    match rows.next().map_err(rusqlite_err)? {
+                        Some(r) => Some(decode::user(r)?),
+                        None => None,
+                    }
+                };
+                let Some(mut u) = found else { return Ok(None) };
+                mutate(&mut u).map_err(StoreError::Rejected)?;
+                run_sql(c, params::UPDATE_USER, &params::update_user(&t, &u))?;
+                if let Some(h) = &new_password_hash {
+                    run_sql(c, params::UPSERT_CREDENTIAL, &params::credential(&t, &id, h, u.updated_at.millis()))?;
+                }
+                write_effects(c, &t, &effects)?;
+                Ok(Some(u))
+            })
+            .await
+    }
+
+    pub(crate) async fn create_user(&self, t: TenantId, new: NewUser, effects: Effects) -> Result<()> {
+        self.check_open()?;
+        self.writer
+            .submit(move |c| {
+                let u = &new.user;
+                run_sql(c, params::INSERT_USER, &params::insert_user(&t, u))?;
+                if let Some(h) = &new.password_hash {
+                    run_sql(c, params::UPSERT_CREDENTIAL, &params::credential(&t, &u.user_id, h, u.created_at.millis()))?;
+                }
+                write_effects(c, &t, &effects)
+            })
+            .await
+    }
+
+    pub(crate) async fn append_logs(&self, events: Vec<(TenantId, LogEvent)>) -> Result<()> {
+        self.check_open()?;
+        self.writer
+            .submit(move |c| {
+                for (t, ev) in &events {
+                    run_sql(c, params::INSERT_LOG, &params::log(t, ev))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn append_effects(&self, t: TenantId, effects: Effects) -> Result<()> {
+        self.check_open()?;
+        self.writer.submit(move |c| write_effects(c, &t, &effects)).await
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::api_event;
-use super::view::{Projection, user_json};
+use super::view::{Projection, UserView, user_body, user_json};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Authorized, CreateUsers, DeleteUsers, Principal, ReadUsers, Subject, UpdateUsers};
 use crate::state::AppState;
@@ -133,17 +133,19 @@ pub async fn list_users(auth: Authorized<ReadUsers>, ApiQuery(params): ApiQuery<
     let projection =
         Projection::new(params.fields.as_deref(), parse_bool("include_fields", params.include_fields.as_deref(), true)?);
     let list = auth.tenant.store.list_users(&query, sort, page, with_totals).await?;
-    let users: Vec<Value> = list.users.iter().map(|u| projection.apply(user_json(u))).collect();
-    let body = if with_totals {
-        json!({
-            "start": page.offset(),
-            "limit": page.per_page,
-            "length": users.len(),
-            "total": list.total.unwrap_or(0),
-            "users": users,
-        })
-    } else {
-        Value::Array(users)
+    let users: Vec<Value> =
+        if projection.is_identity() { Vec::new() } else { list.users.iter().map(|u| projection.apply(user_json(u))).collect() };
+    let views: Vec<UserView<'_>> = list.users.iter().map(UserView).collect();
+    let length = list.users.len();
+    let body = match (with_totals, projection.is_identity()) {
+        (true, true) => {
+            json!({"start": page.offset(), "limit": page.per_page, "length": length, "total": list.total.unwrap_or(0), "users": views})
+        }
+        (true, false) => {
+            json!({"start": page.offset(), "limit": page.per_page, "length": length, "total": list.total.unwrap_or(0), "users": users})
+        }
+        (false, true) => return Ok(Json(views).into_response()),
+        (false, false) => Value::Array(users),
     };
     Ok(Json(body).into_response())
 }
@@ -163,7 +165,7 @@ pub async fn get_user(
     let projection =
         Projection::new(params.fields.as_deref(), parse_bool("include_fields", params.include_fields.as_deref(), true)?);
     let user = auth.tenant.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?;
-    Ok(Json(projection.apply(user_json(&user))).into_response())
+    Ok(user_body(&user, &projection))
 }
 
 /// Body of `POST /users`. Unknown properties are refused, as Auth0 does.
@@ -293,7 +295,7 @@ pub async fn create_user(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok((StatusCode::CREATED, Json(user_json(&new.user))).into_response())
+    Ok((StatusCode::CREATED, Json(UserView(&new.user))).into_response())
 }
 
 /// `fapi`: a Management write that was refused after authorization (conflict, validation).
@@ -376,7 +378,7 @@ pub async fn update_user(
     let result =
         auth.tenant.store.update_user(&id, Box::new(move |u: &mut User| u.apply(&patch, limits, now)), password_hash, &ev).await;
     match result {
-        Ok(Some(user)) => Ok(Json(user_json(&user)).into_response()),
+        Ok(Some(user)) => Ok(Json(UserView(&user)).into_response()),
         Ok(None) => Err(ApiError::not_found_user()),
         Err(roster_store::StoreError::Conflict(kind)) => {
             record_failure(&state, &auth, "Update a User").await;

@@ -1,0 +1,136 @@
+//! The SQL text and bound values of the hot writes, shared by every driver: sqlx (both backends) and
+//! the rusqlite group-commit writer of SQLite. Values are computed once, here, as [`Param`]s, so the
+//! drivers cannot disagree about what a column receives.
+
+use roster_domain::log::LogEvent;
+use roster_domain::user::User;
+use roster_domain::{ClientId, ConnectionId, TenantId, UserId};
+
+use crate::model::OutboxMessage;
+
+/// One bound value.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(bool),
+}
+
+fn text(s: &str) -> Param {
+    Param::Text(Some(s.to_owned()))
+}
+
+fn opt(s: Option<&str>) -> Param {
+    Param::Text(s.map(str::to_owned))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Param {
+    Param::Text(Some(serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())))
+}
+
+pub(crate) const INSERT_LOG: &str = "INSERT INTO logs (tenant_id, log_id, date, type, description, ip, user_agent, client_id, \
+     client_name, user_id, user_name, connection, connection_id, audience, scope, details) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+pub(crate) fn log(t: &TenantId, ev: &LogEvent) -> Vec<Param> {
+    vec![
+        text(t.as_str()),
+        Param::Text(Some(ulid::Ulid::generate().to_string())),
+        Param::Int(Some(ev.date.millis())),
+        text(ev.kind.code()),
+        text(&ev.description),
+        opt(ev.ip.as_deref()),
+        opt(ev.user_agent.as_deref()),
+        opt(ev.client_id.as_ref().map(ClientId::as_str)),
+        opt(ev.client_name.as_deref()),
+        opt(ev.user_id.as_ref().map(UserId::as_str)),
+        opt(ev.user_name.as_deref()),
+        opt(ev.connection.as_deref()),
+        opt(ev.connection_id.as_ref().map(ConnectionId::as_str)),
+        opt(ev.audience.as_deref()),
+        opt(ev.scope.as_deref()),
+        json(&ev.details),
+    ]
+}
+
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (tenant_id, id, user_id, template, recipient, payload, status, \
+     attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)";
+
+pub(crate) fn outbox(t: &TenantId, m: &OutboxMessage) -> Vec<Param> {
+    vec![
+        text(t.as_str()),
+        text(&m.id),
+        opt(m.user_id.as_ref().map(UserId::as_str)),
+        text(&m.template),
+        text(&m.recipient),
+        json(&m.payload),
+        Param::Int(Some(m.created_at.millis())),
+    ]
+}
+
+pub(crate) const UPDATE_USER: &str = "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, \
+     phone_number = $7, phone_verified = $8, name = $9, given_name = $10, family_name = $11, nickname = $12, picture = $13, \
+     user_metadata = $14, app_metadata = $15, blocked = $16, identities = $17, updated_at = $18, last_login = $19, \
+     last_ip = $20, logins_count = $21, last_password_reset = $22 WHERE tenant_id = $1 AND user_id = $2";
+
+/// `$3…$22` of [`UPDATE_USER`], in order; also the tail of an insert.
+fn user_fields(u: &User) -> Vec<Param> {
+    vec![
+        opt(u.email.as_ref().map(|e| e.as_str())),
+        Param::Text(u.email.as_ref().map(|e| e.as_str().to_lowercase())),
+        Param::Bool(u.email_verified),
+        opt(u.username.as_deref()),
+        opt(u.phone_number.as_deref()),
+        Param::Bool(u.phone_verified),
+        opt(u.name.as_deref()),
+        opt(u.given_name.as_deref()),
+        opt(u.family_name.as_deref()),
+        opt(u.nickname.as_deref()),
+        opt(u.picture.as_deref()),
+        json(u.user_metadata.as_map()),
+        json(u.app_metadata.as_map()),
+        Param::Bool(u.blocked),
+        json(&u.identities),
+        Param::Int(Some(u.updated_at.millis())),
+        Param::Int(u.last_login.map(|t| t.millis())),
+        opt(u.last_ip.as_deref()),
+        Param::Int(Some(u.logins_count)),
+        Param::Int(u.last_password_reset.map(|t| t.millis())),
+    ]
+}
+
+pub(crate) fn update_user(t: &TenantId, u: &User) -> Vec<Param> {
+    let mut p = vec![text(t.as_str()), text(u.user_id.as_str())];
+    p.extend(user_fields(u));
+    p
+}
+
+pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, user_id, email, email_lower, email_verified, username, \
+     phone_number, phone_verified, name, given_name, family_name, nickname, picture, user_metadata, app_metadata, blocked, \
+     identities, updated_at, last_login, last_ip, logins_count, last_password_reset, connection_id, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+pub(crate) fn insert_user(t: &TenantId, u: &User) -> Vec<Param> {
+    let mut p = update_user(t, u);
+    p.push(text(u.connection_id.as_str()));
+    p.push(Param::Int(Some(u.created_at.millis())));
+    p
+}
+
+pub(crate) const UPSERT_CREDENTIAL: &str = "INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, user_id) DO UPDATE SET password_hash = excluded.password_hash, \
+     updated_at = excluded.updated_at";
+
+pub(crate) fn credential(t: &TenantId, id: &UserId, hash: &str, at: i64) -> Vec<Param> {
+    vec![text(t.as_str()), text(id.as_str()), text(hash), Param::Int(Some(at))]
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(v) => v.to_sql(),
+            Param::Int(v) => v.to_sql(),
+            Param::Bool(v) => v.to_sql(),
+        }
+    }
+}
