@@ -30,8 +30,11 @@ pub struct TenantCtx {
     pub store: TenantStore,
     kids: Vec<String>,
     /// Management tokens already verified with these keys (see [`TenantCtx::verify_management_token`]).
-    verified: Mutex<HashMap<Box<str>, (Box<str>, Arc<AccessClaims>)>>,
+    verified: Mutex<HashMap<Box<str>, VerifiedToken>>,
 }
+
+/// A verified token (whole text) and its claims, keyed by its signature segment.
+type VerifiedToken = (Box<str>, Arc<AccessClaims>);
 
 /// Most verified tokens remembered per tenant; the map is emptied when full (tokens are re-verified).
 const VERIFIED_CAPACITY: usize = 10_000;

@@ -232,17 +232,6 @@ fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholders_become_numbered() {
-        assert_eq!(
-            super::numbered("UPDATE t SET a = $3, b = '$x' WHERE id = $1 AND t = $12"),
-            "UPDATE t SET a = ?3, b = '$x' WHERE id = ?1 AND t = ?12"
-        );
-    }
-}
-
 impl SqlBackend {
     /// A transaction on the sqlx write pool (writes not routed to the group-commit writer).
     async fn in_tx<T, F>(&self, op: F) -> Result<T>
@@ -449,5 +438,16 @@ impl Fast {
     pub(crate) async fn append_effects(&self, t: TenantId, effects: Effects) -> Result<()> {
         self.check_open()?;
         self.writer.submit(move |c| write_effects(c, &t, &effects)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_numbered() {
+        assert_eq!(
+            super::numbered("UPDATE t SET a = $3, b = '$x' WHERE id = $1 AND t = $12"),
+            "UPDATE t SET a = ?3, b = '$x' WHERE id = ?1 AND t = ?12"
+        );
     }
 }
