@@ -68,7 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/oauth/token", post(authentication::token::token))
         .route("/t/{tenant}/dbconnections/signup", post(authentication::signup::signup))
         .route("/t/{tenant}/.well-known/openid-configuration", get(oidc::discovery))
-        .route("/t/{tenant}/.well-known/jwks.json", get(oidc::jwks));
+        .route("/t/{tenant}/.well-known/jwks.json", get(oidc::jwks))
+        .route("/t/{tenant}/userinfo", get(oidc::userinfo));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

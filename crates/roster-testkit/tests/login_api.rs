@@ -328,7 +328,45 @@ async fn outdated_hashes_are_upgraded(app: TestApp) {
     assert_eq!(login(&app, "old@example.com", "correct horse battery", &[]).await.0, 200, "and still works");
 }
 
+async fn userinfo(app: TestApp) {
+    let (_, b) = signup(&app, signup_body(&app, "ui@example.com")).await;
+    let id = format!("auth0|{}", b["_id"].as_str().expect("id"));
+    let get = |tok: Option<String>| {
+        let mut r = app.http.get(app.url("/t/acme/userinfo"));
+        if let Some(t) = tok {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let r = r.send().await.expect("userinfo");
+            let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap_or("").to_owned());
+            (r.status().as_u16(), www, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (_, t, _) = login(&app, "ui@example.com", "correct horse battery", &[("scope", "openid profile email")]).await;
+    let (s, _, claims) = get(t["access_token"].as_str().map(str::to_owned)).await;
+    assert_eq!(s, 200, "{claims}");
+    assert_eq!(
+        (claims["sub"].as_str(), claims["email"].as_str(), claims["given_name"].as_str()),
+        (Some(id.as_str()), Some("ui@example.com"), Some("Ann"))
+    );
+    // Only what the scopes release.
+    let (_, t, _) = login(&app, "ui@example.com", "correct horse battery", &[("scope", "openid")]).await;
+    let (s, _, claims) = get(t["access_token"].as_str().map(str::to_owned)).await;
+    assert_eq!((s, claims), (200, json!({"sub": id})));
+    // Without openid, without a token, with a machine token: 401 with a Bearer challenge (checklist 38).
+    let (_, t, _) = login(&app, "ui@example.com", "correct horse battery", &[("scope", "profile")]).await;
+    let (s, www, b) = get(t["access_token"].as_str().map(str::to_owned)).await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("insufficient_scope")));
+    assert!(www.unwrap_or_default().starts_with("Bearer"));
+    assert_eq!(get(None).await.0, 401);
+    assert_eq!(get(Some(app.token().await)).await.0, 401, "a Management API token is not for /userinfo");
+    let disco: Value =
+        app.http.get(app.url("/t/acme/.well-known/openid-configuration")).send().await.expect("d").json().await.expect("j");
+    assert_eq!(disco["userinfo_endpoint"], format!("{}userinfo", app.creds.issuer));
+}
+
 roster_testkit::on_both_backends! {
+    userinfo_endpoint => userinfo;
     signups => signup_rules;
     passwords => password_logins;
     refresh => refresh_rotation;
