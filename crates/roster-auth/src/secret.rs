@@ -17,6 +17,16 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// PKCE `S256` (RFC 7636): base64url(SHA-256(verifier)), unpadded.
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Constant-time comparison of two strings.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
 /// Constant-time check of a presented secret against its stored hash.
 pub fn verify_secret(presented: &str, stored_hash: &str) -> bool {
     let computed = hash_secret(presented);
@@ -26,6 +36,13 @@ pub fn verify_secret(presented: &str, stored_hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkce_rfc7636_example() {
+        // RFC 7636, appendix B.
+        assert_eq!(pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
 
     #[test]
     fn round_trip() {

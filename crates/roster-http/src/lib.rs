@@ -14,6 +14,7 @@ pub mod logsink;
 pub mod management;
 pub mod oidc;
 pub mod openapi;
+pub mod pages;
 pub mod ratelimit;
 pub mod state;
 pub mod tenant;
@@ -69,7 +70,11 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/dbconnections/signup", post(authentication::signup::signup))
         .route("/t/{tenant}/.well-known/openid-configuration", get(oidc::discovery))
         .route("/t/{tenant}/.well-known/jwks.json", get(oidc::jwks))
-        .route("/t/{tenant}/userinfo", get(oidc::userinfo));
+        .route("/t/{tenant}/userinfo", get(oidc::userinfo))
+        .route("/t/{tenant}/authorize", get(pages::login::authorize))
+        .route("/t/{tenant}/u/login", get(pages::login::login_page).post(pages::login::login_submit))
+        .route("/t/{tenant}/u/signup", get(pages::login::signup_page).post(pages::login::signup_submit))
+        .route("/t/{tenant}/v2/logout", get(pages::login::logout));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

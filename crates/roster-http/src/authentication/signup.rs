@@ -90,7 +90,7 @@ impl From<roster_auth::HashError> for SignupError {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct SignupBody {
     pub client_id: Option<String>,
     pub email: Option<String>,
@@ -163,6 +163,29 @@ pub async fn signup(
     headers: HeaderMap,
     Json(body): Json<SignupBody>,
 ) -> Result<Response, SignupError> {
+    let body = register(&state, &tenant, ip.to_string_opt(), user_agent(&headers), body).await?;
+    Ok(Json(body).into_response())
+}
+
+impl SignupError {
+    /// A sentence fit for a hosted page.
+    pub fn explain(&self) -> String {
+        if self.body["code"] == "invalid_password" {
+            return format!("Password is too weak: {}", self.body["policy"].as_str().unwrap_or("").trim_start_matches("* "));
+        }
+        self.body["description"].as_str().unwrap_or("Sign up failed").to_owned()
+    }
+}
+
+/// Create an account (the API and the hosted signup page share this). Returns Auth0's response body,
+/// identical in shape for a new address and (in the default protected mode) a registered one.
+pub async fn register(
+    state: &AppState,
+    tenant: &crate::tenant::TenantCtx,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    body: SignupBody,
+) -> Result<Value, SignupError> {
     let limits = state.cfg.metadata_limits;
     let client = match body.client_id.as_deref().map(ClientId::parse) {
         Some(Ok(id)) => tenant.store.client(&id).await?,
@@ -257,8 +280,8 @@ pub async fn signup(
         ev.connection = Some(connection.name.clone());
         ev.connection_id = Some(connection.id.clone());
         ev.user_name = Some(email.to_string());
-        ev.ip = ip.to_string_opt();
-        ev.user_agent = user_agent(&headers);
+        ev.ip = ip.clone();
+        ev.user_agent = user_agent.clone();
         ev
     };
     let mail_payload = json!({"client_id": client.client_id, "connection": connection.name});
@@ -272,7 +295,7 @@ pub async fn signup(
     ));
     let new = NewUser { user, password_hash: Some(password_hash) };
     match tenant.store.create_user(&new, effects).await {
-        Ok(()) => Ok(Json(signup_response(user_id.local(), &new.user)).into_response()),
+        Ok(()) => Ok(signup_response(user_id.local(), &new.user)),
         Err(StoreError::Conflict(ConflictKind::Email)) => {
             let protected = option_bool(&connection.options, "prevent_signup_enumeration", true);
             let existing = tenant.store.user_by_login(&connection.id, email.as_str()).await?.map(|(u, _)| u.user_id);
@@ -286,7 +309,7 @@ pub async fn signup(
             if protected {
                 // Indistinguishable from a new signup: same shape, a fresh id that exists nowhere.
                 let decoy = UserId::new_database();
-                Ok(Json(signup_response(decoy.local(), &new.user)).into_response())
+                Ok(signup_response(decoy.local(), &new.user))
             } else {
                 Err(SignupError::invalid_signup())
             }

@@ -136,11 +136,7 @@ pub async fn token(
         "password" => super::login::password_grant(&ctx, req, false).await,
         PASSWORD_REALM => super::login::password_grant(&ctx, req, true).await,
         "refresh_token" => super::refresh::refresh_grant(&ctx, req).await,
-        "authorization_code" => Err(OAuthError::new(
-            StatusCode::FORBIDDEN,
-            "unauthorized_client",
-            "Grant type 'authorization_code' not allowed for the client.",
-        )),
+        "authorization_code" => super::code::code_grant(&ctx, req).await,
         _ => Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("Unsupported grant type: {grant}"))),
     }
 }

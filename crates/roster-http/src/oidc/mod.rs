@@ -18,15 +18,21 @@ pub async fn discovery(AuthTenant(t): AuthTenant) -> Response {
     let issuer = &t.issuer;
     let body = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}authorize"),
         "token_endpoint": format!("{issuer}oauth/token"),
+        "end_session_endpoint": format!("{issuer}v2/logout"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
         "userinfo_endpoint": format!("{issuer}userinfo"),
         "jwks_uri": format!("{issuer}.well-known/jwks.json"),
-        "grant_types_supported": ["client_credentials", "password", "refresh_token", "http://auth0.com/oauth/grant-type/password-realm"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "password", "refresh_token", "http://auth0.com/oauth/grant-type/password-realm"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "email_verified", "name", "nickname", "picture"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "given_name", "family_name", "nickname", "picture", "updated_at"],
+        "prompt_values_supported": ["none", "login"],
     });
     cached(Json(body).into_response())
 }

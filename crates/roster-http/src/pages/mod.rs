@@ -1,0 +1,139 @@
+//! Hosted pages (`/t/{tenant}/u/...`): server-rendered HTML that works without JavaScript.
+//!
+//! Every page is sent with a strict CSP (no scripts at all, `frame-ancestors 'none'`),
+//! `Referrer-Policy: no-referrer`, `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`.
+//! Every form carries a CSRF token checked against a cookie (double submit) and, when the browser sends
+//! one, the `Origin` header is checked against the public URL. Every value shown is HTML-escaped here;
+//! nothing user-supplied is ever interpreted as markup.
+
+pub mod login;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+/// Escape text for HTML element content and double-quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;margin:0;color:#1f2328}\
+main{max-width:24rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.75rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}\
+h1{font-size:1.4rem;margin:0 0 .25rem}p.tenant{color:#57606a;margin:0 0 1.5rem}label{display:block;margin:.75rem 0 .25rem;font-weight:600}\
+input[type=email],input[type=password],input[type=text]{width:100%;box-sizing:border-box;padding:.6rem;border:1px solid #8c959f;border-radius:.4rem;font-size:1rem}\
+button{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:.4rem;background:#0b5cad;color:#fff;font-size:1rem;cursor:pointer}\
+.error{background:#ffebe9;border:1px solid #ff8182;padding:.6rem;border-radius:.4rem;margin-bottom:1rem}\
+.info{background:#ddf4ff;border:1px solid #54aeff;padding:.6rem;border-radius:.4rem;margin-bottom:1rem}\
+nav{margin-top:1.25rem;display:flex;justify-content:space-between;font-size:.95rem}a{color:#0b5cad}";
+
+/// A complete page: `body` is already-escaped HTML.
+pub fn page(status: StatusCode, title: &str, tenant: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{} · {}</title><style>{STYLE}</style></head><body><main><h1>{}</h1><p class=\"tenant\">{}</p>{body}</main></body></html>",
+        esc(title),
+        esc(tenant),
+        esc(title),
+        esc(tenant)
+    );
+    let mut r = (status, Html(html)).into_response();
+    secure_headers(r.headers_mut());
+    r
+}
+
+/// Headers every hosted page and redirect carries.
+pub fn secure_headers(h: &mut HeaderMap) {
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+}
+
+/// The value of one cookie from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Cookie attributes: `__Host-`-prefixed and `Secure` when the public URL is https.
+pub struct CookieSpec {
+    pub secure: bool,
+}
+
+impl CookieSpec {
+    pub fn new(public_url: &str) -> Self {
+        Self { secure: public_url.starts_with("https://") }
+    }
+    /// `__Host-{base}` (https) or `{base}` (http, where browsers refuse `__Host-` cookies).
+    pub fn name(&self, base: &str) -> String {
+        if self.secure { format!("__Host-{base}") } else { base.to_owned() }
+    }
+    pub fn set(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+        let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+    }
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        self.set(name, "", Some(0))
+    }
+}
+
+/// A 303 redirect (after a form post) or 302, with the page headers.
+pub fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    secure_headers(r.headers_mut());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+
+    #[test]
+    fn reads_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; roster_session_acme=xyz; b=2"));
+        assert_eq!(cookie(&h, "roster_session_acme").as_deref(), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}
