@@ -21,8 +21,7 @@ async fn main() {
         eprintln!("cannot start the hasher");
         std::process::exit(1);
     };
-    let pw = || Password::for_verification("correct horse battery staple".to_owned()).ok();
-    let Some(p) = pw() else { std::process::exit(1) };
+    let Ok(p) = Password::for_verification("correct horse battery staple".to_owned()) else { std::process::exit(1) };
     let Ok(phc) = hasher.hash(p).await else {
         eprintln!("hash failed");
         std::process::exit(1);
@@ -38,10 +37,10 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
-                if let Some(p) = Password::for_verification("correct horse battery staple".to_owned()).ok() {
-                    if matches!(h.verify(p, phc.clone()).await, Ok(true)) {
-                        n += 1;
-                    }
+                if let Ok(p) = Password::for_verification("correct horse battery staple".to_owned())
+                    && matches!(h.verify(p, phc.clone()).await, Ok(true))
+                {
+                    n += 1;
                 }
             }
             n
