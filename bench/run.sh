@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# Roster benchmark harness (DESIGN.md §9). Loopback only, bounded in time, writes docs/benchmarks.md.
+#
+# usage: bench/run.sh [options]
+#   --postgres        also run on a fresh PostgreSQL database (fail if PostgreSQL is unreachable);
+#                     by default the PostgreSQL round runs when PostgreSQL answers on BENCH_PG_URL
+#   --no-postgres     SQLite only
+#   --no-build        use target/release/roster as it is (default: `cargo build --release -p roster` first)
+#   --users N         users to seed per backend (default 3000)
+#   --duration S      measured seconds per test (default 10)
+#   --warmup S        warm-up seconds before each test, discarded (default 2)
+#   --threads T       wrk threads (default 2)
+#   --connections C   wrk connections (default 32)
+#   --output FILE     report path (default docs/benchmarks.md)
+# environment: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432); BENCH_BIN, another roster
+# binary to run (no build then; for trying the harness only); BENCH_QUIET_WAIT, longest wait in seconds
+# for an idle machine before each test (default 30). The server listens on 127.0.0.1, free port.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+COMMAND="bench/run.sh${*:+ $*}"
+
+PG_MODE=auto
+BUILD=1
+USERS=3000
+DURATION=10
+WARMUP=2
+THREADS=2
+CONNS=32
+OUTPUT="$REPO/docs/benchmarks.md"
+PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --postgres) PG_MODE=yes ;;
+    --no-postgres) PG_MODE=no ;;
+    --no-build) BUILD=0 ;;
+    --users) USERS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --threads) THREADS=$2; shift ;;
+    --connections) CONNS=$2; shift ;;
+    --output) OUTPUT=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup (also on failure)
+TMP=$(mktemp -d /tmp/roster-bench.XXXXXX)
+SERVER_PID=""
+PG_DB=""
+cleanup() {
+  local rc=$?
+  stop_server || true
+  if [ -n "$PG_DB" ]; then
+    psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 \
+      || log "could not drop database $PG_DB"
+    PG_DB=""
+  fi
+  rm -rf "$TMP"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+
+# ---------------------------------------------------------------- tools
+if ! command -v wrk >/dev/null 2>&1; then
+  log "installing wrk (Debian package)"
+  command -v apt-get >/dev/null || die "wrk is missing and apt-get is not available"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
+  $SUDO apt-get install -y wrk >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y wrk >/dev/null; }
+  command -v wrk >/dev/null || die "could not install wrk"
+fi
+for tool in python3 curl; do command -v $tool >/dev/null || die "$tool is required"; done
+
+if [ "$PG_MODE" != no ]; then
+  if command -v psql >/dev/null && psql "$PG_URL/postgres" -qAtc 'select 1' >/dev/null 2>&1; then
+    PG_MODE=yes
+  elif [ "$PG_MODE" = yes ]; then
+    die "--postgres given but PostgreSQL does not answer at $PG_URL"
+  else
+    log "PostgreSQL not reachable at $PG_URL: SQLite only"
+    PG_MODE=no
+  fi
+fi
+
+BIN=${BENCH_BIN:-$REPO/target/release/roster}
+[ -n "${BENCH_BIN:-}" ] && BUILD=0
+if [ "$BUILD" = 1 ]; then
+  log "cargo build --release -p roster"
+  (cd "$REPO" && cargo build --release -p roster --quiet) || die "release build failed"
+fi
+[ -x "$BIN" ] || die "$BIN not found (build it or drop --no-build)"
+
+NPROC=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- CPU accounting
+# CPU ticks (user+system) of one process, of PostgreSQL, and busy ticks of the whole machine.
+proc_ticks() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  # shellcheck disable=SC2086
+  stat=${stat##*) }   # fields after "(comm) "; utime and stime are fields 14 and 15 overall
+  set -- $stat
+  echo $(( ${12} + ${13} ))
+}
+# PostgreSQL's processes that work for the benchmark: the backends connected to its database and the
+# shared background processes (WAL writer, checkpointer, ...), as PostgreSQL lists them; backends of
+# other databases (e.g. a test suite running beside) are left out. Empty without a PostgreSQL round.
+postgres_pids() {
+  [ -n "$PG_DB" ] || return 0
+  psql "$PG_URL/postgres" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'
+    OR backend_type IN ('checkpointer', 'background writer', 'walwriter', 'autovacuum launcher')" 2>/dev/null || true
+}
+# Sum of the CPU ticks between two snapshots "pid ticks" (one a line) of the processes present in both.
+ticks_delta() {
+  awk 'NR == FNR { a[$1] = $2; next } ($1 in a) { d += $2 - a[$1] } END { print d + 0 }' "$1" "$2"
+}
+snapshot_ticks() { # file pid...
+  local out=$1 pid; shift
+  : >"$out"
+  for pid in "$@"; do [ -r "/proc/$pid/stat" ] && echo "$pid $(proc_ticks "$pid")" >>"$out"; done; return 0
+}
+machine_busy_ticks() {
+  local cpu user nice system idle iowait irq softirq steal rest
+  read -r cpu user nice system idle iowait irq softirq steal rest < /proc/stat
+  echo $(( user + nice + system + irq + softirq + steal ))
+}
+
+# CHILD_CPU := CPU seconds (user+system) used so far by this shell's waited-for children (bash `times`,
+# second line). `times` must run in this shell, not in a $(...) subshell, which has its own counters.
+children_cpu() {
+  local line u s
+  times >"$TMP/times"
+  line=$(tail -n1 "$TMP/times")
+  u=${line%% *}; s=${line##* }
+  CHILD_CPU=$(awk -v u="$u" -v s="$s" 'function sec(x,  m) { sub(/s$/, "", x); split(x, m, "m"); return m[1]*60 + m[2] }
+    BEGIN { printf "%.3f", sec(u) + sec(s) }')
+}
+
+# Busy cores of the whole machine over one second.
+machine_busy_1s() {
+  local a b
+  a=$(machine_busy_ticks); sleep 1; b=$(machine_busy_ticks)
+  awk -v t=$((b - a)) -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}'
+}
+
+# Other work on the machine (builds, tests) distorts the figures: wait up to QUIET_WAIT seconds for
+# the machine to be idle (< 0.25 busy cores) before a test. The tables show what other load remained.
+QUIET_WAIT=${BENCH_QUIET_WAIT:-30}
+wait_quiet() {
+  local waited=0 busy
+  while :; do
+    busy=$(machine_busy_1s)
+    awk -v b="$busy" 'BEGIN{exit !(b < 0.25)}' && return 0
+    if [ "$waited" -ge "$QUIET_WAIT" ]; then
+      log "machine still busy (${busy} cores used by other processes) after ${QUIET_WAIT}s: measuring anyway"
+      return 0
+    fi
+    [ "$waited" = 0 ] && log "machine busy (${busy} cores): waiting up to ${QUIET_WAIT}s for it to be idle"
+    waited=$((waited + 1))
+  done
+}
+
+# ---------------------------------------------------------------- server
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+start_server() { # backend data_dir [database_url]
+  local backend=$1 dir=$2 dburl=${3:-}
+  PORT=$(free_port)
+  BASE="http://127.0.0.1:$PORT"
+  local args=(serve --listen "127.0.0.1:$PORT" --public-url "$BASE" --data-dir "$dir")
+  [ -n "$dburl" ] && args+=(--database-url "$dburl")
+  ROSTER_MANAGEMENT_RATE_LIMIT=100000000 ROSTER_MANAGEMENT_RATE_BURST=100000000 ROSTER_LOG_LEVEL=warn \
+    "$BIN" "${args[@]}" >"$TMP/$backend.stdout" 2>"$TMP/$backend.stderr" &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/$backend.stderr" >&2; die "server exited at start"; }
+    if curl -fs "$BASE/healthz" >/dev/null 2>&1 \
+       && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$TMP/$backend.stdout" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "server did not become ready in 30 s"
+}
+
+# ---------------------------------------------------------------- one measurement
+# expect_status name expected curl-args...: the request the test repeats must answer exactly this status.
+expect_status() {
+  local name=$1 want=$2; shift 2
+  local got
+  got=$(curl -s -o "$TMP/check.body" -w '%{http_code}' "$@") || got=000
+  [ "$got" = "$want" ] || { head -c 500 "$TMP/check.body" >&2; echo >&2; die "$name: expected HTTP $want, got $got"; }
+}
+
+declare -A R   # R[backend.test.field]
+INVALID=0
+DISTURBED=0
+
+measure() { # backend test script url
+  local backend=$1 test=$2 script=$3 url=$4
+  log "$backend/$test: warm-up ${WARMUP}s"
+  BENCH_TAG="w" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$url" >"$TMP/$backend.$test.warmup" 2>&1 \
+    || { cat "$TMP/$backend.$test.warmup" >&2; die "wrk failed"; }
+  wait_quiet
+  local s0 m0 s1 m1 w0 w1 c0 c1 pg_pids
+  pg_pids=$(postgres_pids)
+  children_cpu; c0=$CHILD_CPU
+  # shellcheck disable=SC2086
+  snapshot_ticks "$TMP/pg0" $pg_pids
+  s0=$(proc_ticks "$SERVER_PID"); m0=$(machine_busy_ticks); w0=$(date +%s%N)
+  log "$backend/$test: measuring ${DURATION}s"
+  BENCH_TAG="m" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/$script" "$url" \
+    >"$TMP/$backend.$test.wrk" 2>&1 || { cat "$TMP/$backend.$test.wrk" >&2; die "wrk failed"; }
+  w1=$(date +%s%N); s1=$(proc_ticks "$SERVER_PID"); m1=$(machine_busy_ticks)
+  # shellcheck disable=SC2086
+  snapshot_ticks "$TMP/pg1" $pg_pids
+  children_cpu; c1=$CHILD_CPU
+  local line
+  line=$(grep '^BENCH_RESULT ' "$TMP/$backend.$test.wrk") || { cat "$TMP/$backend.$test.wrk" >&2; die "no result line"; }
+  local kv
+  for kv in ${line#BENCH_RESULT }; do R[$backend.$test.${kv%%=*}]=${kv#*=}; done
+  # CPU figures are averaged over the wall time of the whole wrk process (a little longer than its
+  # measured duration: start-up, Lua init, closing).
+  local secs
+  secs=$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+  R[$backend.$test.server_cpu]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
+  R[$backend.$test.pg_cpu]=$(awk -v t="$(ticks_delta "$TMP/pg0" "$TMP/pg1")" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
+  R[$backend.$test.machine_cpu]=$(awk -v t=$((m1 - m0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
+  R[$backend.$test.wrk_cpu]=$(awk -v a="$c0" -v b="$c1" -v s="$secs" 'BEGIN{printf "%.2f", (b-a)/s}')
+  R[$backend.$test.other_cpu]=$(awk -v m="${R[$backend.$test.machine_cpu]}" -v a="${R[$backend.$test.server_cpu]}" \
+    -v b="${R[$backend.$test.pg_cpu]}" -v c="${R[$backend.$test.wrk_cpu]}" 'BEGIN{o=m-a-b-c; if (o<0) o=0; printf "%.2f", o}')
+  if awk -v o="${R[$backend.$test.other_cpu]}" 'BEGIN{exit !(o > 0.15)}'; then
+    DISTURBED=1; log "$backend/$test: other processes used ${R[$backend.$test.other_cpu]} cores during the test"
+  fi
+  local k="$backend.$test"
+  local errs=$(( ${R[$k.non2xx]} + ${R[$k.connect]} + ${R[$k.read]} + ${R[$k.write]} + ${R[$k.timeout]} ))
+  R[$backend.$test.errors]=$errs
+  [ "$errs" -eq 0 ] || { INVALID=1; log "$backend/$test: $errs errors (non-2xx or socket) — run INVALID"; }
+  log "$backend/$test: ${R[$backend.$test.rps]} req/s, p50 ${R[$backend.$test.p50_ms]} ms, p99 ${R[$backend.$test.p99_ms]} ms, errors $errs, CPU server ${R[$backend.$test.server_cpu]} db ${R[$backend.$test.pg_cpu]} wrk ${R[$backend.$test.wrk_cpu]} other ${R[$backend.$test.other_cpu]}"
+}
+
+run_backend() { # backend
+  local backend=$1 dburl=""
+  local dir="$TMP/$backend-data"
+  mkdir -p "$dir"
+  if [ "$backend" = postgres ]; then
+    PG_DB="roster_bench_$$_$(date +%s)"
+    psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $PG_DB" >/dev/null
+    dburl="$PG_URL/$PG_DB"
+  fi
+  log "$backend: starting server"
+  start_server "$backend" "$dir" "$dburl"
+  local creds="$TMP/$backend.stdout" seed_dir="$TMP/$backend-seed"
+  mkdir -p "$seed_dir"
+  log "$backend: seeding $USERS users"
+  R[$backend.seed]=$(timeout 300 python3 "$BENCH_DIR/seed.py" "$BASE" "$creds" "$USERS" "$seed_dir" 16) \
+    || die "seeding failed"
+  log "$backend: ${R[$backend.seed]}"
+
+  export BENCH_DIR BENCH_IDS="$seed_dir/ids" BENCH_ACCESS_TOKEN
+  BENCH_ACCESS_TOKEN=$(cat "$seed_dir/token")
+  BENCH_TOKEN_BODY=$(python3 - "$creds" <<'PY'
+import json, sys, urllib.parse
+c = json.load(open(sys.argv[1]))
+print(urllib.parse.urlencode({"grant_type": "client_credentials",
+    "client_id": c["management_client"]["client_id"],
+    "client_secret": c["management_client"]["client_secret"],
+    "audience": c["management_audience"]}))
+PY
+)
+  export BENCH_TOKEN_BODY
+  local first_id auth=(-H "Authorization: Bearer $BENCH_ACCESS_TOKEN")
+  first_id=$(head -n1 "$seed_dir/ids")
+
+  expect_status healthz 200 "$BASE/healthz"
+  expect_status get_user 200 "${auth[@]}" "$BASE/t/default/api/v2/users/$first_id"
+  expect_status patch_user 200 -X PATCH "${auth[@]}" -H 'Content-Type: application/json' \
+    -d '{"user_metadata":{"check":"ok"}}' "$BASE/t/default/api/v2/users/$first_id"
+  expect_status token 200 -X POST -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data "$BENCH_TOKEN_BODY" "$BASE/t/default/oauth/token"
+
+  measure "$backend" healthz healthz.lua "$BASE/healthz"
+  measure "$backend" get_user get_user.lua "$BASE"
+  measure "$backend" patch_user patch_user.lua "$BASE"
+  measure "$backend" token token.lua "$BASE/t/default/oauth/token"
+
+  # The PATCHes were real: a user touched by the test carries the keys it set.
+  curl -fs "${auth[@]}" "$BASE/t/default/api/v2/users/$first_id" >"$TMP/after.json"
+  R[$backend.metadata_keys]=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["user_metadata"]))' "$TMP/after.json")
+  [ "${R[$backend.metadata_keys]}" -gt 1 ] || die "$backend: PATCH left no metadata on $first_id"
+
+  R[$backend.rss_kb]=$(awk '/^VmRSS/{print $2}' "/proc/$SERVER_PID/status")
+  if grep -qiE 'error|panic' "$TMP/$backend.stderr"; then
+    log "$backend: server logged errors:"; grep -iE 'error|panic' "$TMP/$backend.stderr" | head -5 >&2
+    R[$backend.server_errors]=$(grep -ciE 'error|panic' "$TMP/$backend.stderr")
+  else
+    R[$backend.server_errors]=0
+  fi
+  stop_server
+  if [ -n "$PG_DB" ]; then
+    psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
+    PG_DB=""
+  fi
+}
+
+# ---------------------------------------------------------------- run
+START=$(date +%s)
+BACKENDS=(sqlite)
+[ "$PG_MODE" = yes ] && BACKENDS+=(postgres)
+for b in "${BACKENDS[@]}"; do run_backend "$b"; done
+ELAPSED=$(( $(date +%s) - START ))
+
+# ---------------------------------------------------------------- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN{ print (v >= t) ? "met" : "**not met**" }'; }
+
+CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+COMMIT=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$REPO" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+  COMMIT="$COMMIT (with uncommitted changes under crates/ or Cargo.*)"
+fi
+WRK_VERSION=$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}' || true)
+PG_VERSION=""
+[ "$PG_MODE" = yes ] && PG_VERSION=$(psql "$PG_URL/postgres" -qAtc 'show server_version' 2>/dev/null || true)
+
+mkdir -p "$(dirname "$OUTPUT")"
+{
+cat <<EOF
+# Benchmarks
+
+<!-- Generated by bench/run.sh — do not edit by hand; run the script again instead. -->
+
+How these figures are made (DESIGN.md §9 states the targets as ratios within one run):
+
+- \`bench/run.sh\` builds the release binary, starts \`roster serve\` on 127.0.0.1 with an empty database
+  (SQLite in a temporary folder, then — when PostgreSQL answers — a fresh PostgreSQL database), seeds
+  users through the Management API (\`bench/seed.py\`), and drives each endpoint with \`wrk\` for a fixed
+  time after a discarded warm-up, always with the same threads and connections.
+- **wrk runs on the same cores as the server** (and, for the PostgreSQL round, as PostgreSQL): every
+  absolute rate below is lower than the server alone would reach, which is why the targets are ratios
+  measured in the same run. The CPU columns are cores used during the measured interval: the server
+  process, PostgreSQL's processes, wrk, and "other" (the machine's busy time minus those three: the
+  kernel's own work not charged to a process, and anything else running). Before each test the script
+  waits (up to 30 s) for the machine to be idle; a test during which other processes used more than
+  0.15 cores is flagged as disturbed.
+- Tests: \`GET /healthz\` (baseline); \`GET /api/v2/users/{id}\` with a valid Management API token, rotating
+  over every seeded user (\`bench/get_user.lua\`); \`PATCH\` of \`user_metadata\` with a key and value never
+  sent before on each request, walking over every user, each a durable commit (SQLite
+  \`synchronous=full\`, the default; PostgreSQL's defaults) (\`bench/patch_user.lua\`); client-credentials
+  token issuance, \`POST /oauth/token\` with a form body, RS256 (\`bench/token.lua\`).
+- Server settings: defaults (e.g. 8 database connections), except the Management API rate limit raised
+  to 100,000,000/s (\`ROSTER_MANAGEMENT_RATE_LIMIT\`, \`ROSTER_MANAGEMENT_RATE_BURST\`) and
+  \`ROSTER_LOG_LEVEL=warn\`.
+- Errors: wrk's count of responses with status ≥ 400 plus socket errors (connect, read, write, timeout);
+  before each test a single request is checked with curl to answer exactly 200. **A test with any
+  error makes the run invalid.** After the PATCH test a touched user is read back to check that the
+  metadata was written.
+- Tokens per second per core divides the token rate by the $NPROC cores the server may use — cores it
+  shares with wrk, so this understates the per-core rate of a server with the machine to itself.
+
+## Run
+
+| | |
+| --- | --- |
+| date | $(date -u '+%Y-%m-%d %H:%M:%S UTC') |
+| machine | $NPROC cores (\`nproc\`), $CPU_MODEL, $(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) memory |
+| git commit | $COMMIT |
+| command | \`$COMMAND\` |
+| wrk | $WRK_VERSION, \`-t$THREADS -c$CONNS\`, ${WARMUP} s warm-up then ${DURATION} s measured per test |
+| users seeded | $USERS per backend |
+| PostgreSQL | ${PG_VERSION:-not run} |
+| total time | ${ELAPSED} s (without the build) |
+| validity | $([ "$INVALID" = 0 ] && echo "valid: no errors in any test" || echo "**INVALID: errors occurred, see the tables**") |
+| other load | $([ "$DISTURBED" = 0 ] && echo "none noticed (other CPU ≤ 0.15 cores in every test)" || echo "**disturbed: other processes used CPU during some tests (\"other\" column); figures are less reliable**") |
+EOF
+
+for b in "${BACKENDS[@]}"; do
+  title=SQLite; [ "$b" = postgres ] && title=PostgreSQL
+  echo
+  echo "## $title"
+  echo
+  echo "Seeding: ${R[$b.seed]}. Server RSS after the run: $(( ${R[$b.rss_kb]} / 1024 )) MiB. Error lines in the server log: ${R[$b.server_errors]}."
+  echo
+  if [ "$b" = postgres ]; then
+    echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU PostgreSQL | CPU wrk | CPU other |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  else
+    echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  fi
+  for t in healthz get_user patch_user token; do
+    case $t in
+      healthz) label='`GET /healthz`' ;;
+      get_user) label='`GET /api/v2/users/{id}`' ;;
+      patch_user) label='`PATCH /api/v2/users/{id}` (user_metadata)' ;;
+      token) label='`POST /oauth/token` (client credentials)' ;;
+    esac
+    sock=$(( ${R[$b.$t.connect]} + ${R[$b.$t.read]} + ${R[$b.$t.write]} + ${R[$b.$t.timeout]} ))
+    row="| $label | $(printf '%.0f' "${R[$b.$t.rps]}") | ${R[$b.$t.p50_ms]} | ${R[$b.$t.p99_ms]} | ${R[$b.$t.non2xx]} | $sock | ${R[$b.$t.server_cpu]}"
+    [ "$b" = postgres ] && row="$row | ${R[$b.$t.pg_cpu]}"
+    echo "$row | ${R[$b.$t.wrk_cpu]} | ${R[$b.$t.other_cpu]} |"
+  done
+  g_h=$(ratio "${R[$b.get_user.rps]}" "${R[$b.healthz.rps]}")
+  p_g=$(ratio "${R[$b.patch_user.rps]}" "${R[$b.get_user.rps]}")
+  tpc=$(awk -v r="${R[$b.token.rps]}" -v n="$NPROC" 'BEGIN{printf "%.0f", r/n}')
+  tps=$(awk -v r="${R[$b.token.rps]}" -v c="${R[$b.token.server_cpu]}" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a" }')
+  echo
+  echo "| ratio (§9) | value | target | |"
+  echo "| --- | ---: | ---: | --- |"
+  echo "| GET user ÷ healthz | $g_h | ≥ 0.60 | $(verdict "$g_h" 0.6) |"
+  echo "| PATCH ÷ GET user | $p_g | ≥ 0.30 | $(verdict "$p_g" 0.3) |"
+  echo "| tokens/s per core (rate ÷ $NPROC cores, wrk on the same cores) | $tpc | ≥ 1500 | $(verdict "$tpc" 1500) |"
+  echo "| for information: tokens per second of server CPU time | $tps | | |"
+  echo "| for information: server CPU µs per request, healthz / GET / PATCH / token | $(for t in healthz get_user patch_user token; do awk -v c="${R[$b.$t.server_cpu]}" -v r="${R[$b.$t.rps]}" 'BEGIN{printf "%.0f ", c*1e6/r}'; done | sed 's/ $//; s/ / \/ /g') | | |"
+  if [ "$INVALID" != 0 ]; then
+    echo
+    echo "**This run had errors: its figures are not valid.**"
+  fi
+done
+} >"$OUTPUT"
+
+log "wrote ${OUTPUT#$REPO/} (${ELAPSED} s)"
+[ "$INVALID" = 0 ] || die "errors occurred: the benchmark is invalid"
