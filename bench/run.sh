@@ -105,7 +105,8 @@ BIN=${BENCH_BIN:-$REPO/target/release/roster}
 [ -n "${BENCH_BIN:-}" ] && BUILD=0
 if [ "$BUILD" = 1 ]; then
   log "cargo build --release -p roster"
-  (cd "$REPO" && cargo build --release -p roster --quiet) || die "release build failed"
+  (cd "$REPO" && cargo build --release -p roster --quiet && cargo build --release -p roster-auth --example hash_rate --quiet) \
+    || die "release build failed"
 fi
 [ -x "$BIN" ] || die "$BIN not found (build it or drop --no-build)"
 
@@ -306,6 +307,25 @@ PY
   measure "$backend" patch_user patch_user.lua "$BASE"
   measure "$backend" token token.lua "$BASE/t/default/oauth/token"
 
+  # Password login: one user, its password verified on every request.
+  BENCH_LOGIN_BODY=$(python3 - "$creds" <<'PY'
+import json, sys, urllib.parse
+c = json.load(open(sys.argv[1]))
+print(urllib.parse.urlencode({"grant_type": "http://auth0.com/oauth/grant-type/password-realm",
+    "client_id": c["default_app"]["client_id"], "client_secret": c["default_app"]["client_secret"],
+    "username": "bench-login@example.com", "password": "bench login passphrase", "realm": c["connection"],
+    "scope": "openid"}))
+PY
+)
+  export BENCH_LOGIN_BODY
+  local app_id
+  app_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["default_app"]["client_id"])' "$creds")
+  expect_status signup 200 -X POST -H 'Content-Type: application/json' \
+    -d "{\"client_id\":\"$app_id\",\"connection\":\"Username-Password-Authentication\",\"email\":\"bench-login@example.com\",\"password\":\"bench login passphrase\"}" \
+    "$BASE/t/default/dbconnections/signup"
+  expect_status login 200 -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data "$BENCH_LOGIN_BODY" "$BASE/t/default/oauth/token"
+  measure "$backend" login login.lua "$BASE/t/default/oauth/token"
+
   # The PATCHes were real: a user touched by the test carries the keys it set.
   curl -fs "${auth[@]}" "$BASE/t/default/api/v2/users/$first_id" >"$TMP/after.json"
   R[$backend.metadata_keys]=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["user_metadata"]))' "$TMP/after.json")
@@ -326,6 +346,12 @@ PY
 }
 
 # ---------------------------------------------------------------- run
+# The raw argon2id ceiling with the server's default parameters, on the server's own hashing pool.
+wait_quiet
+log "argon2id verification rate (roster-auth example hash_rate, 10 s)"
+HASH_JSON=$("$REPO/target/release/examples/hash_rate" 10) || die "hash_rate failed"
+HASH_RATE=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["per_second"])' "$HASH_JSON")
+log "argon2id: $HASH_RATE verifications/s"
 START=$(date +%s)
 BACKENDS=(sqlite)
 [ "$PG_MODE" = yes ] && BACKENDS+=(postgres)
@@ -369,7 +395,9 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   over every seeded user (\`bench/get_user.lua\`); \`PATCH\` of \`user_metadata\` with a key and value never
   sent before on each request, walking over every user, each a durable commit (SQLite
   \`synchronous=full\`, the default; PostgreSQL's defaults) (\`bench/patch_user.lua\`); client-credentials
-  token issuance, \`POST /oauth/token\` with a form body, RS256 (\`bench/token.lua\`).
+  token issuance, \`POST /oauth/token\` with a form body, RS256 (\`bench/token.lua\`); password-realm
+  login of one user (argon2id with the default parameters, profile update, RS256 tokens) (\`bench/login.lua\`),
+  compared with the raw argon2id verification rate of the same hashing pool measured alone.
 - Server settings: defaults (e.g. 8 database connections), except the Management API rate limit raised
   to 100,000,000/s (\`ROSTER_MANAGEMENT_RATE_LIMIT\`, \`ROSTER_MANAGEMENT_RATE_BURST\`) and
   \`ROSTER_LOG_LEVEL=warn\`.
@@ -392,6 +420,7 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
 | users seeded | $USERS per backend |
 | PostgreSQL | ${PG_VERSION:-not run} |
 | total time | ${ELAPSED} s (without the build) |
+| argon2id ceiling | $HASH_RATE verifications/s with the default parameters (m=19456 KiB, t=2, p=1) on the server's own pool of $NPROC threads (\`cargo run --release -p roster-auth --example hash_rate -- 10\`) |
 | validity | $([ "$INVALID" = 0 ] && echo "valid: no errors in any test" || echo "**INVALID: errors occurred, see the tables**") |
 | other load | $([ "$DISTURBED" = 0 ] && echo "none noticed (other CPU ≤ 0.15 cores in every test)" || echo "**disturbed: other processes used CPU during some tests (\"other\" column); figures are less reliable**") |
 EOF
@@ -410,12 +439,13 @@ for b in "${BACKENDS[@]}"; do
     echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   fi
-  for t in healthz get_user patch_user token; do
+  for t in healthz get_user patch_user token login; do
     case $t in
       healthz) label='`GET /healthz`' ;;
       get_user) label='`GET /api/v2/users/{id}`' ;;
       patch_user) label='`PATCH /api/v2/users/{id}` (user_metadata)' ;;
       token) label='`POST /oauth/token` (client credentials)' ;;
+      login) label='`POST /oauth/token` (password-realm login)' ;;
     esac
     sock=$(( ${R[$b.$t.connect]} + ${R[$b.$t.read]} + ${R[$b.$t.write]} + ${R[$b.$t.timeout]} ))
     row="| $label | $(printf '%.0f' "${R[$b.$t.rps]}") | ${R[$b.$t.p50_ms]} | ${R[$b.$t.p99_ms]} | ${R[$b.$t.non2xx]} | $sock | ${R[$b.$t.server_cpu]}"
@@ -432,6 +462,8 @@ for b in "${BACKENDS[@]}"; do
   echo "| GET user ÷ healthz | $g_h | ≥ 0.60 | $(verdict "$g_h" 0.6) |"
   echo "| PATCH ÷ GET user | $p_g | ≥ 0.30 | $(verdict "$p_g" 0.3) |"
   echo "| tokens/s per core (rate ÷ $NPROC cores, wrk on the same cores) | $tpc | ≥ 1500 | $(verdict "$tpc" 1500) |"
+  l_h=$(ratio "${R[$b.login.rps]}" "$HASH_RATE")
+  echo "| password logins ÷ raw argon2id verifications (issue 3) | $l_h | ≥ 0.85 | $(verdict "$l_h" 0.85) |"
   echo "| for information: tokens per second of server CPU time | $tps | | |"
   echo "| for information: server CPU µs per request, healthz / GET / PATCH / token | $(for t in healthz get_user patch_user token; do awk -v c="${R[$b.$t.server_cpu]}" -v r="${R[$b.$t.rps]}" 'BEGIN{printf "%.0f ", c*1e6/r}'; done | sed 's/ $//; s/ / \/ /g') | | |"
   if [ "$INVALID" != 0 ]; then
