@@ -93,7 +93,7 @@ pub enum Subject {
 pub struct Principal {
     pub tenant: Arc<TenantCtx>,
     pub subject: Subject,
-    pub scopes: Scopes,
+    pub scopes: std::sync::Arc<Scopes>,
     pub client_id: Option<ClientId>,
 }
 
@@ -170,11 +170,12 @@ impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Authorized<R> 
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
             _ => return Err(bad_format()),
         };
-        let claims = tenant.verify_management_token(token).map_err(|e| match e {
+        let verified = tenant.verify_management_token(token).map_err(|e| match e {
             TokenError::Expired => ApiError::unauthorized("Expired token received for JSON Web Token validation"),
             TokenError::Audience => ApiError::unauthorized("Bad audience"),
             _ => ApiError::unauthorized("Invalid token"),
         })?;
+        let claims = &verified.claims;
         let subject = match claims.sub.strip_suffix("@clients") {
             Some(client) if claims.gty.as_deref() == Some("client-credentials") => {
                 Subject::Client(ClientId::parse(client).map_err(|_| ApiError::unauthorized("Invalid token"))?)
@@ -196,7 +197,7 @@ impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Authorized<R> 
                 .with_retry_after(retry));
             }
         }
-        let scopes = Scopes::parse(&claims.scope);
+        let scopes = verified.scopes.clone();
         let needed = match subject {
             Subject::Client(_) => R::ANY_OF,
             Subject::User(_) => R::USER,

@@ -34,7 +34,13 @@ pub struct TenantCtx {
 }
 
 /// A verified token (whole text) and its claims, keyed by its signature segment.
-type VerifiedToken = (Box<str>, Arc<AccessClaims>);
+type VerifiedToken = (Box<str>, Arc<Verified>);
+
+/// The claims of a verified Management token, with its scopes parsed once.
+pub struct Verified {
+    pub claims: AccessClaims,
+    pub scopes: Arc<roster_domain::scope::Scopes>,
+}
 
 /// Most verified tokens remembered per tenant; the map is emptied when full (tokens are re-verified).
 const VERIFIED_CAPACITY: usize = 10_000;
@@ -44,18 +50,20 @@ impl TenantCtx {
     /// key set is not verified again (an RSA verification costs more than the rest of a request); its
     /// expiry is still checked on every use. The cache lives and dies with this key set, so a key
     /// rotation or a deleted tenant invalidates it.
-    pub fn verify_management_token(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+    pub fn verify_management_token(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
         let now = roster_domain::Timestamp::now().seconds();
         // Keyed by the signature segment (short, unforgeable); the whole token must match on a hit.
         let key = token.rsplit('.').next().unwrap_or(token);
         let hit = self.verified.lock().ok().and_then(|m| m.get(key).filter(|(full, _)| &**full == token).map(|(_, c)| c.clone()));
         if let Some(c) = hit {
-            if now > c.exp + LEEWAY_SECS as i64 {
+            if now > c.claims.exp + LEEWAY_SECS as i64 {
                 return Err(TokenError::Expired);
             }
             return Ok(c);
         }
-        let claims: Arc<AccessClaims> = Arc::new(self.keys.verify(token, &self.issuer, &self.management_audience)?);
+        let claims: AccessClaims = self.keys.verify(token, &self.issuer, &self.management_audience)?;
+        let scopes = Arc::new(roster_domain::scope::Scopes::parse(&claims.scope));
+        let claims = Arc::new(Verified { claims, scopes });
         if let Ok(mut m) = self.verified.lock() {
             if m.len() >= VERIFIED_CAPACITY {
                 m.clear();

@@ -123,17 +123,43 @@ fn numbered(sql: &str) -> String {
     out
 }
 
+/// The statements of the fast path, rewritten once.
+struct Sql {
+    user_by_id: String,
+    user_by_login: String,
+    client_by_id: String,
+    client_grant: String,
+    insert_log: String,
+    insert_outbox: String,
+    update_user: String,
+    insert_user: String,
+    upsert_credential: String,
+}
+
+static SQL: std::sync::LazyLock<Sql> = std::sync::LazyLock::new(|| Sql {
+    user_by_id: numbered(&user_by_id_sql()),
+    user_by_login: numbered(&user_by_login_sql()),
+    client_by_id: numbered(&client_by_id_sql()),
+    client_grant: numbered(CLIENT_GRANT_SQL),
+    insert_log: numbered(params::INSERT_LOG),
+    insert_outbox: numbered(params::INSERT_OUTBOX),
+    update_user: numbered(params::UPDATE_USER),
+    insert_user: numbered(params::INSERT_USER),
+    upsert_credential: numbered(params::UPSERT_CREDENTIAL),
+});
+
+/// Run one statement of [`SQL`] (already in `?n` form).
 fn run_sql(c: &rusqlite::Connection, sql: &str, p: &[params::Param]) -> Result<usize> {
-    let mut st = c.prepare_cached(&numbered(sql)).map_err(conflict_or_internal)?;
+    let mut st = c.prepare_cached(sql).map_err(conflict_or_internal)?;
     st.execute(rusqlite::params_from_iter(p.iter())).map_err(conflict_or_internal)
 }
 
 fn write_effects(c: &rusqlite::Connection, t: &TenantId, e: &Effects) -> Result<()> {
     for ev in &e.logs {
-        run_sql(c, params::INSERT_LOG, &params::log(t, ev))?;
+        run_sql(c, &SQL.insert_log, &params::log(t, ev))?;
     }
     for m in &e.outbox {
-        run_sql(c, params::INSERT_OUTBOX, &params::outbox(t, m))?;
+        run_sql(c, &SQL.insert_outbox, &params::outbox(t, m))?;
     }
     Ok(())
 }
@@ -332,7 +358,7 @@ impl Fast {
         decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         self.run(|c| {
-            let mut st = c.prepare_cached(&numbered(sql)).map_err(rusqlite_err)?;
+            let mut st = c.prepare_cached(sql).map_err(rusqlite_err)?;
             let mut rows = st.query(params).map_err(rusqlite_err)?;
             match rows.next().map_err(rusqlite_err)? {
                 Some(r) => decode(r).map(Some),
@@ -342,15 +368,15 @@ impl Fast {
     }
 
     pub(crate) fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
-        self.one(&user_by_id_sql(), &[&t.as_str(), &id.as_str()], |r| decode::user(r))
+        self.one(&SQL.user_by_id, &[&t.as_str(), &id.as_str()], |r| decode::user(r))
     }
 
     pub(crate) fn client(&self, t: &TenantId, id: &ClientId) -> Result<Option<Client>> {
-        self.one(&client_by_id_sql(), &[&t.as_str(), &id.as_str()], |r| decode::client(r))
+        self.one(&SQL.client_by_id, &[&t.as_str(), &id.as_str()], |r| decode::client(r))
     }
 
     pub(crate) fn client_grant(&self, t: &TenantId, client: &ClientId, audience: &str) -> Result<Option<ClientGrant>> {
-        self.one(CLIENT_GRANT_SQL, &[&t.as_str(), &client.as_str(), &audience], |r| {
+        self.one(&SQL.client_grant, &[&t.as_str(), &client.as_str(), &audience], |r| {
             Ok(ClientGrant {
                 id: r.text("id")?.unwrap_or_default(),
                 client_id: ClientId::from_trusted(r.text("client_id")?.unwrap_or_default()),
@@ -367,7 +393,7 @@ impl Fast {
         identifier: &str,
     ) -> Result<Option<(User, Option<String>)>> {
         let lower = identifier.to_lowercase();
-        self.one(&user_by_login_sql(), &[&t.as_str(), &connection.as_str(), &lower], |r| {
+        self.one(&SQL.user_by_login, &[&t.as_str(), &connection.as_str(), &lower], |r| {
             Ok((decode::user(r)?, r.text("password_hash")?))
         })
     }
@@ -390,7 +416,7 @@ impl Fast {
         self.writer
             .submit(move |c| {
                 let found = {
-                    let mut st = c.prepare_cached(&numbered(&user_by_id_sql())).map_err(rusqlite_err)?;
+                    let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
                     let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
                     match rows.next().map_err(rusqlite_err)? {
                         Some(r) => Some(decode::user(r)?),
@@ -399,9 +425,9 @@ impl Fast {
                 };
                 let Some(mut u) = found else { return Ok(None) };
                 mutate(&mut u).map_err(StoreError::Rejected)?;
-                run_sql(c, params::UPDATE_USER, &params::update_user(&t, &u))?;
+                run_sql(c, &SQL.update_user, &params::update_user(&t, &u))?;
                 if let Some(h) = &new_password_hash {
-                    run_sql(c, params::UPSERT_CREDENTIAL, &params::credential(&t, &id, h, u.updated_at.millis()))?;
+                    run_sql(c, &SQL.upsert_credential, &params::credential(&t, &id, h, u.updated_at.millis()))?;
                 }
                 write_effects(c, &t, &effects)?;
                 Ok(Some(u))
@@ -414,9 +440,9 @@ impl Fast {
         self.writer
             .submit(move |c| {
                 let u = &new.user;
-                run_sql(c, params::INSERT_USER, &params::insert_user(&t, u))?;
+                run_sql(c, &SQL.insert_user, &params::insert_user(&t, u))?;
                 if let Some(h) = &new.password_hash {
-                    run_sql(c, params::UPSERT_CREDENTIAL, &params::credential(&t, &u.user_id, h, u.created_at.millis()))?;
+                    run_sql(c, &SQL.upsert_credential, &params::credential(&t, &u.user_id, h, u.created_at.millis()))?;
                 }
                 write_effects(c, &t, &effects)
             })
@@ -428,7 +454,7 @@ impl Fast {
         self.writer
             .submit(move |c| {
                 for (t, ev) in &events {
-                    run_sql(c, params::INSERT_LOG, &params::log(t, ev))?;
+                    run_sql(c, &SQL.insert_log, &params::log(t, ev))?;
                 }
                 Ok(())
             })
