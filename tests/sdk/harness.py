@@ -481,3 +481,122 @@ def thread_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 16
 
     with ThreadPoolExecutor(max_workers=workers) as ex:
         return list(ex.map(fn, items))
+
+
+# ---------------------------------------------------------------------------------------------
+# OIDC code flow helpers (test_oidc_rp.py, test_browser.py)
+
+
+def configure_app_urls(server: "Roster", callbacks: list[str], logout_urls: list[str], tenant: str = "default") -> dict:
+    """Register callback and logout URLs on the tenant's default application (Management API PATCH)."""
+    client_id = server.tenants[tenant]["default_app"]["client_id"]
+    r = server.api(tenant).patch(f"/clients/{client_id}", json={"callbacks": callbacks, "allowed_logout_urls": logout_urls})
+    assert r.status_code == 200, (r.status_code, r.text)
+    body = r.json()
+    assert body["callbacks"] == callbacks and body["allowed_logout_urls"] == logout_urls, body
+    return body
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge) per RFC 7636."""
+    import base64
+    import hashlib
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode("ascii")
+    return verifier, challenge
+
+
+def form_fields(html_text: str, action_suffix: str | None = None) -> dict[str, str]:
+    """The named <input> values of the first <form> (whose action ends with `action_suffix`, if given)."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.forms: list[tuple[str, dict[str, str]]] = []
+            self.current: dict[str, str] | None = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "form":
+                self.current = {}
+                self.forms.append((a.get("action") or "", self.current))
+            elif tag == "input" and self.current is not None and a.get("name"):
+                self.current[a["name"]] = a.get("value") or ""
+
+        def handle_endtag(self, tag):
+            if tag == "form":
+                self.current = None
+
+    p = P()
+    p.feed(html_text)
+    for action, fields in p.forms:
+        if action_suffix is None or action.endswith(action_suffix):
+            return dict(fields, _action=action)
+    raise AssertionError(f"no form (action ending {action_suffix!r}) in page: {html_text[:2000]}")
+
+
+def submit_hosted_login(session: requests.Session, login_page: requests.Response, email: str, password: str) -> requests.Response:
+    """POST the hosted login form of `login_page` (a fetched /u/login page) as a browser without
+    JavaScript would: its hidden `csrf` and `req` fields, the cookies of `session`, a same-origin
+    `Origin`. Redirects are not followed."""
+    assert login_page.status_code == 200, (login_page.status_code, login_page.text[:2000])
+    fields = form_fields(login_page.text, "u/login")
+    action = fields.pop("_action")
+    assert set(fields) >= {"csrf", "req"}, fields
+    fields.update(username=email, password=password)
+    parts = urlsplit(action)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return session.post(action, data=fields, headers={"Origin": origin}, allow_redirects=False, timeout=30)
+
+
+class CallbackServer:
+    """A tiny HTTP server on 127.0.0.1 (a thread) standing in for the relying party: it records every
+    request's path and query and answers with a small HTML page. Extra pages can be served from
+    `pages` (path -> HTML)."""
+
+    def __init__(self, pages: dict[str, str] | None = None):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs
+
+        self.hits: list[tuple[str, dict[str, list[str]]]] = []
+        self.pages = dict(pages or {})
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server API
+                parts = urlsplit(self.path)
+                with outer._lock:
+                    outer.hits.append((parts.path, parse_qs(parts.query, keep_blank_values=True)))
+                body = outer.pages.get(parts.path)
+                if body is None:
+                    body = f"<!doctype html><title>Callback</title><h1 id=\"cb\">Back at the app: {parts.path}</h1>"
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="callback-server", daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def hits_at(self, path: str) -> list[dict[str, list[str]]]:
+        with self._lock:
+            return [q for p, q in self.hits if p == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)

@@ -133,6 +133,21 @@ async fn code_flow(app: TestApp) {
         .await
         .expect("post");
     assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{}u/login", app.creds.issuer))
+        .header("cookie", &csrf_pair)
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("req", req.as_str()),
+            ("username", "flow@example.com"),
+            ("password", "correct horse battery"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "Origin: null from another site");
     // 3. Wrong password: the page says so, no redirect.
     let r = post(
         vec![

@@ -235,10 +235,13 @@ fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderVa
     }
 }
 
-/// A form post is accepted only with the browser's CSRF token and, when sent, a same-origin `Origin`.
+/// A form post is accepted only with the browser's CSRF token (double submit: cookie = field), and
+/// nothing in the request may say it came from elsewhere: an `Origin` other than the public URL's, or a
+/// `Sec-Fetch-Site` other than same-origin. `Origin: null` is what browsers send for a same-origin post
+/// from a page served with `Referrer-Policy: no-referrer`; the token alone decides then.
 fn csrf_ok(state: &AppState, headers: &HeaderMap, presented: &str) -> bool {
     let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
+        None | Some("null") => true,
         Some(o) => {
             let public = url::Url::parse(&state.cfg.public_url).ok().map(|u| u.origin().ascii_serialization());
             public.as_deref() == Some(o)
