@@ -130,6 +130,21 @@ mod tests {
     }
 
     #[test]
+    fn host_prefix_and_secure_only_over_https() {
+        let https = CookieSpec::new("https://id.example.com");
+        assert_eq!(https.name("rs_acme"), "__Host-rs_acme");
+        let set = https.set("__Host-rs_acme", "v", Some(60));
+        let set = set.to_str().expect("ascii");
+        for part in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure", "Max-Age=60"] {
+            assert!(set.contains(part), "{set} lacks {part}");
+        }
+        assert!(!set.contains("Domain="), "__Host- cookies carry no Domain");
+        let http = CookieSpec::new("http://127.0.0.1:8080");
+        assert_eq!(http.name("rs_acme"), "rs_acme");
+        assert!(!http.set("rs_acme", "v", None).to_str().expect("ascii").contains("Secure"));
+    }
+
+    #[test]
     fn reads_cookies() {
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; roster_session_acme=xyz; b=2"));
