@@ -14,6 +14,8 @@ pub(crate) enum Param {
     Text(Option<String>),
     Int(Option<i64>),
     Bool(bool),
+    /// JSON, serialized once: TEXT on SQLite, JSONB on PostgreSQL.
+    Json(Box<serde_json::value::RawValue>),
 }
 
 fn text(s: &str) -> Param {
@@ -25,7 +27,10 @@ fn opt(s: Option<&str>) -> Param {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Param {
-    Param::Text(Some(serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())))
+    match serde_json::value::to_raw_value(v) {
+        Ok(raw) => Param::Json(raw),
+        Err(_) => Param::Text(None),
+    }
 }
 
 pub(crate) const INSERT_LOG: &str = "INSERT INTO logs (tenant_id, log_id, date, type, description, ip, user_agent, client_id, \
@@ -131,6 +136,7 @@ impl rusqlite::ToSql for Param {
             Param::Text(v) => v.to_sql(),
             Param::Int(v) => v.to_sql(),
             Param::Bool(v) => v.to_sql(),
+            Param::Json(v) => Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(v.get().as_bytes()))),
         }
     }
 }

@@ -31,26 +31,6 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     Ok(SqlBackend { read: pool.clone(), write: pool, fast: None })
 }
 
-impl SqlBackend {
-    async fn in_tx<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
-    {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        match op(&mut tx).await {
-            Ok(v) => {
-                tx.commit().await?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
-    }
-}
-
 /// PostgreSQL's driver is async end to end and the server batches concurrent commits itself (its WAL
 /// writer flushes many at once): no separate fast path (this type has no values).
 pub(crate) enum Fast {}

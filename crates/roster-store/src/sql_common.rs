@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use roster_domain::log::LogEvent;
 use roster_domain::query::{FilterField, FilterValue, Page, Sort, SortField, UserQuery};
 use roster_domain::user::{NewUser, User};
-use roster_domain::{ClientId, ConnectionId, Email, TenantId, TenantName, Timestamp, UserId};
+use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, UserId};
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
@@ -17,6 +17,7 @@ use crate::model::{
     Session, SigningKey, Tenant, UserList,
 };
 use crate::decode::{self, Cols, string_list};
+use crate::params;
 use crate::repo::{ClientRepo, Lifecycle, LogRepo, SessionRepo, TenantRepo, UserMutation, UserRepo};
 
 type Conn = <Db as sqlx::Database>::Connection;
@@ -130,19 +131,7 @@ async fn insert_effects(conn: &mut Conn, t: &TenantId, e: &Effects) -> Result<()
 }
 
 async fn insert_outbox(conn: &mut Conn, t: &TenantId, m: &OutboxMessage) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (tenant_id, id, user_id, template, recipient, payload, status, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
-    )
-    .bind(t.as_str())
-    .bind(&m.id)
-    .bind(m.user_id.as_ref().map(UserId::as_str))
-    .bind(&m.template)
-    .bind(&m.recipient)
-    .bind(Json(&m.payload))
-    .bind(m.created_at.millis())
-    .execute(&mut *conn)
-    .await?;
+    bind_params(sqlx::query(params::INSERT_OUTBOX), params::outbox(t, m)).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -240,34 +229,45 @@ fn tenant_from_row(row: &DbRow) -> Result<Tenant> {
 }
 
 async fn insert_log(conn: &mut Conn, t: &TenantId, ev: &LogEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO logs (tenant_id, log_id, date, type, description, ip, user_agent, client_id, client_name, \
-         user_id, user_name, connection, connection_id, audience, scope, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-    )
-    .bind(t.as_str())
-    .bind(ulid::Ulid::generate().to_string())
-    .bind(ev.date.millis())
-    .bind(ev.kind.code())
-    .bind(&ev.description)
-    .bind(ev.ip.as_deref())
-    .bind(ev.user_agent.as_deref())
-    .bind(ev.client_id.as_ref().map(ClientId::as_str))
-    .bind(ev.client_name.as_deref())
-    .bind(ev.user_id.as_ref().map(UserId::as_str))
-    .bind(ev.user_name.as_deref())
-    .bind(ev.connection.as_deref())
-    .bind(ev.connection_id.as_ref().map(ConnectionId::as_str))
-    .bind(ev.audience.as_deref())
-    .bind(ev.scope.as_deref())
-    .bind(Json(&ev.details))
-    .execute(&mut *conn)
-    .await?;
+    bind_params(sqlx::query(params::INSERT_LOG), params::log(t, ev)).execute(&mut *conn).await?;
     Ok(())
 }
 
-fn email_lower(u: &User) -> Option<String> {
-    u.email.as_ref().map(|e| e.as_str().to_lowercase())
+impl SqlBackend {
+    /// A transaction on the sqlx write pool: committed when `op` succeeds, rolled back otherwise.
+    async fn in_tx<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
+    {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        match op(&mut tx).await {
+            Ok(v) => {
+                tx.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Bind the values `params.rs` computed for a statement.
+fn bind_params<'q>(
+    mut q: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>,
+    ps: Vec<params::Param>,
+) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments> {
+    for p in ps {
+        q = match p {
+            params::Param::Text(v) => q.bind(v),
+            params::Param::Int(v) => q.bind(v),
+            params::Param::Bool(v) => q.bind(v),
+            params::Param::Json(v) => q.bind(Json(v)),
+        };
+    }
+    q
 }
 
 /// `update_user`'s transaction body (run by `in_tx`, possibly batched with others).
@@ -291,48 +291,11 @@ async fn update_user_tx(
     };
     let mut u = user_from_row(&row)?;
     mutate(&mut u).map_err(StoreError::Rejected)?;
-    sqlx::query(
-        "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, phone_number = $7, \
-         phone_verified = $8, name = $9, given_name = $10, family_name = $11, nickname = $12, picture = $13, \
-         user_metadata = $14, app_metadata = $15, blocked = $16, identities = $17, updated_at = $18, \
-         last_login = $19, last_ip = $20, logins_count = $21, last_password_reset = $22 \
-         WHERE tenant_id = $1 AND user_id = $2",
-    )
-    .bind(t.as_str())
-    .bind(id.as_str())
-    .bind(u.email.as_ref().map(Email::as_str))
-    .bind(email_lower(&u))
-    .bind(u.email_verified)
-    .bind(u.username.as_deref())
-    .bind(u.phone_number.as_deref())
-    .bind(u.phone_verified)
-    .bind(u.name.as_deref())
-    .bind(u.given_name.as_deref())
-    .bind(u.family_name.as_deref())
-    .bind(u.nickname.as_deref())
-    .bind(u.picture.as_deref())
-    .bind(Json(u.user_metadata.as_map()))
-    .bind(Json(u.app_metadata.as_map()))
-    .bind(u.blocked)
-    .bind(Json(&u.identities))
-    .bind(u.updated_at.millis())
-    .bind(u.last_login.map(Timestamp::millis))
-    .bind(u.last_ip.as_deref())
-    .bind(u.logins_count)
-    .bind(u.last_password_reset.map(Timestamp::millis))
-    .execute(&mut *c)
-    .await?;
+    bind_params(sqlx::query(params::UPDATE_USER), params::update_user(t, &u)).execute(&mut *c).await?;
     if let Some(hash) = new_password_hash {
-        sqlx::query(
-            "INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
-        )
-        .bind(t.as_str())
-        .bind(id.as_str())
-        .bind(hash)
-        .bind(u.updated_at.millis())
-        .execute(&mut *c)
-        .await?;
+        bind_params(sqlx::query(params::UPSERT_CREDENTIAL), params::credential(t, id, &hash, u.updated_at.millis()))
+            .execute(&mut *c)
+            .await?;
     }
     insert_effects(c, t, effects).await?;
     Ok(Some(u))
@@ -342,47 +305,13 @@ async fn update_user_tx(
 /// `create_user`'s transaction body.
 async fn create_user_tx(c: &mut Conn, t: &TenantId, new: &NewUser, effects: &Effects) -> Result<()> {
     let u = &new.user;
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO users (tenant_id, email_lower, {USER_COLS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
-    )))
-    .bind(t.as_str())
-    .bind(email_lower(u))
-    .bind(u.user_id.as_str())
-    .bind(u.connection_id.as_str())
-    .bind(u.email.as_ref().map(Email::as_str))
-    .bind(u.email_verified)
-    .bind(u.username.as_deref())
-    .bind(u.phone_number.as_deref())
-    .bind(u.phone_verified)
-    .bind(u.name.as_deref())
-    .bind(u.given_name.as_deref())
-    .bind(u.family_name.as_deref())
-    .bind(u.nickname.as_deref())
-    .bind(u.picture.as_deref())
-    .bind(Json(u.user_metadata.as_map()))
-    .bind(Json(u.app_metadata.as_map()))
-    .bind(u.blocked)
-    .bind(Json(&u.identities))
-    .bind(u.created_at.millis())
-    .bind(u.updated_at.millis())
-    .bind(u.last_login.map(Timestamp::millis))
-    .bind(u.last_ip.as_deref())
-    .bind(u.logins_count)
-    .bind(u.last_password_reset.map(Timestamp::millis))
-    .execute(&mut *c)
-    .await?;
+    bind_params(sqlx::query(params::INSERT_USER), params::insert_user(t, u)).execute(&mut *c).await?;
     if let Some(hash) = &new.password_hash {
-        sqlx::query("INSERT INTO credentials (tenant_id, user_id, password_hash, updated_at) VALUES ($1, $2, $3, $4)")
-            .bind(t.as_str())
-            .bind(u.user_id.as_str())
-            .bind(hash)
-            .bind(u.created_at.millis())
+        bind_params(sqlx::query(params::UPSERT_CREDENTIAL), params::credential(t, &u.user_id, hash, u.created_at.millis()))
             .execute(&mut *c)
             .await?;
     }
-    insert_effects(c, t, effects).await?;
-    Ok(())
+    insert_effects(c, t, effects).await
 }
 
 #[async_trait]

@@ -17,7 +17,7 @@ use rusqlite::OpenFlags;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::{ConflictKind, Result, StoreError, StoreOptions, params};
+use crate::{ConflictKind, Result, StoreError, StoreOptions};
 
 type Db = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
@@ -255,27 +255,6 @@ fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
             None if d.ok => Ok(()),
             None => Err(not_committed()),
         });
-    }
-}
-
-impl SqlBackend {
-    /// A transaction on the sqlx write pool (writes not routed to the group-commit writer).
-    async fn in_tx<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
-    {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        match op(&mut tx).await {
-            Ok(v) => {
-                tx.commit().await?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
     }
 }
 
