@@ -45,8 +45,18 @@ impl HttpConfig {
     }
 }
 
+/// Shared state: one `Arc`, so the per-request clones axum makes cost one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<State>);
+
+impl std::ops::Deref for AppState {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+pub struct State {
     pub store: Store,
     pub cfg: Arc<HttpConfig>,
     pub tenants: Arc<TenantCache>,
@@ -63,7 +73,15 @@ impl AppState {
         let tenants = Arc::new(TenantCache::new(store.clone(), cfg.public_url.clone()));
         let rate = Arc::new(RateLimiter::new(cfg.management_rate_limit));
         let logs = LogSink::start(store.clone());
-        Self { store, cfg: Arc::new(cfg), tenants, hasher, rate, logs, dummy_hash: Arc::new(tokio::sync::OnceCell::new()) }
+        Self(Arc::new(State {
+            store,
+            cfg: Arc::new(cfg),
+            tenants,
+            hasher,
+            rate,
+            logs,
+            dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
+        }))
     }
 
     /// The dummy hash, computed once.
