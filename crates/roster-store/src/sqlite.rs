@@ -221,31 +221,41 @@ fn not_committed() -> StoreError {
     StoreError::Internal("the transaction could not be committed".into())
 }
 
+/// Run a fixed statement through the statement cache (no re-parse per write).
+fn exec_cached(c: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
-    if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(c, "BEGIN IMMEDIATE") {
         let mut e = Some(rusqlite_err(e));
         for j in batch {
             (j.abort)(e.take().unwrap_or_else(not_committed));
         }
         return;
     }
+    // A lone write needs no savepoint: if it fails, the whole transaction is rolled back.
+    let single = batch.len() == 1;
     let mut dones = Vec::with_capacity(batch.len());
     for j in batch {
-        if let Err(e) = c.execute_batch("SAVEPOINT batch_item") {
+        if !single && let Err(e) = exec_cached(c, "SAVEPOINT batch_item") {
             (j.abort)(rusqlite_err(e));
             continue;
         }
         let done = (j.run)(c);
-        if !done.ok {
-            let _ = c.execute_batch("ROLLBACK TO batch_item");
+        if !single {
+            if !done.ok {
+                let _ = exec_cached(c, "ROLLBACK TO batch_item");
+            }
+            let _ = exec_cached(c, "RELEASE batch_item");
         }
-        let _ = c.execute_batch("RELEASE batch_item");
         dones.push(done);
     }
-    let mut err = match c.execute_batch("COMMIT") {
+    let finish = if single && dones.iter().all(|d| !d.ok) { "ROLLBACK" } else { "COMMIT" };
+    let mut err = match exec_cached(c, finish) {
         Ok(()) => None,
         Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
+            let _ = exec_cached(c, "ROLLBACK");
             Some(rusqlite_err(e))
         }
     };
