@@ -297,8 +297,53 @@ pub fn parse_picture(s: &str) -> Result<String, ValidationError> {
     Ok(s.to_owned())
 }
 
-/// Default picture: a Gravatar identicon keyed by the SHA-256 of the address is computed by the caller;
-/// this gives the nickname Auth0 derives from an email (its local part).
+impl User {
+    /// A new database-connection user with Auth0's defaults: one `auth0` identity whose id is the part
+    /// after `auth0|`, `name` = the address, `nickname` = its local part, unverified, not blocked, never
+    /// logged in. The caller sets what its request says on top, and gives the default `picture` (it
+    /// hashes the address, which this crate does not).
+    pub fn new_database(
+        user_id: UserId,
+        connection_id: ConnectionId,
+        connection_name: &str,
+        email: Email,
+        picture: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            identities: vec![Identity {
+                connection: connection_name.to_owned(),
+                provider: "auth0".into(),
+                user_id: user_id.local().to_owned(),
+                is_social: false,
+                profile_data: None,
+            }],
+            user_id,
+            connection_id,
+            email_verified: false,
+            username: None,
+            phone_number: None,
+            phone_verified: false,
+            name: Some(email.to_string()),
+            given_name: None,
+            family_name: None,
+            nickname: Some(email.local_part().to_owned()),
+            picture: Some(picture),
+            email: Some(email),
+            user_metadata: Metadata::empty(),
+            app_metadata: Metadata::empty(),
+            blocked: false,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+            last_ip: None,
+            logins_count: 0,
+            last_password_reset: None,
+        }
+    }
+}
+
+/// The nickname Auth0 derives from an email (its local part).
 pub fn default_nickname(email: Option<&Email>) -> Option<String> {
     email.map(|e| e.local_part().to_owned())
 }

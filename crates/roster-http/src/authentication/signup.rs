@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use roster_domain::log::{LogEvent, LogType};
 use roster_domain::metadata::{Metadata, MetadataKind};
-use roster_domain::user::{Identity, NewUser, User, bounded, parse_phone, parse_picture, parse_username};
+use roster_domain::user::{NewUser, User, bounded, parse_phone, parse_picture, parse_username};
 use roster_domain::{ClientId, Email, Password, Timestamp, UserId};
 use roster_store::{ConflictKind, Effects, OutboxMessage, StoreError};
 use serde::Deserialize;
@@ -237,40 +237,29 @@ pub async fn register(
         body.phone_number.as_deref().map(parse_phone).transpose().map_err(|e| SignupError::bad("invalid_body", e.message()))?;
     let user_metadata = signup_metadata(body.user_metadata, limits)?;
 
-    let now = Timestamp::now();
     let user_id = UserId::new_database();
-    let user = User {
-        identities: vec![Identity {
-            connection: connection.name.clone(),
-            provider: "auth0".into(),
-            user_id: user_id.local().to_owned(),
-            is_social: false,
-            profile_data: None,
-        }],
-        user_id: user_id.clone(),
-        connection_id: connection.id.clone(),
-        email_verified: false,
-        username,
-        phone_number,
-        phone_verified: false,
-        name: Some(name.unwrap_or_else(|| email.to_string())),
-        given_name,
-        family_name,
-        nickname: Some(nickname.unwrap_or_else(|| email.local_part().to_owned())),
-        picture: Some(picture.unwrap_or_else(|| {
-            format!("https://s.gravatar.com/avatar/{}?s=480&r=pg&d=identicon", roster_auth::secret::hash_secret(email.as_str()))
-        })),
-        email: Some(email.clone()),
-        user_metadata,
-        app_metadata: Metadata::empty(),
-        blocked: false,
-        created_at: now,
-        updated_at: now,
-        last_login: None,
-        last_ip: None,
-        logins_count: 0,
-        last_password_reset: None,
-    };
+    let mut user = User::new_database(
+        user_id.clone(),
+        connection.id.clone(),
+        &connection.name,
+        email.clone(),
+        crate::management::view::default_picture(&email),
+        Timestamp::now(),
+    );
+    user.username = username;
+    user.phone_number = phone_number;
+    if let Some(name) = name {
+        user.name = Some(name);
+    }
+    user.given_name = given_name;
+    user.family_name = family_name;
+    if let Some(nickname) = nickname {
+        user.nickname = Some(nickname);
+    }
+    if let Some(picture) = picture {
+        user.picture = Some(picture);
+    }
+    user.user_metadata = user_metadata;
     // Hash first, on both paths: a taken address must not answer faster.
     let password_hash = state.hasher.hash(password).await?;
     let event = |kind: LogType, description: &str| {

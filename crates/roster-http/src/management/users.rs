@@ -10,14 +10,14 @@ use axum::response::{IntoResponse, Response};
 use roster_domain::log::LogType;
 use roster_domain::metadata::{Metadata, MetadataKind};
 use roster_domain::query::{Page, PagingError, Sort, UserQuery};
-use roster_domain::user::{Identity, NewUser, User, UserPatch, bounded, parse_phone, parse_picture, parse_username};
+use roster_domain::user::{NewUser, User, UserPatch, bounded, parse_phone, parse_picture, parse_username};
 use roster_domain::{Email, Password, Timestamp, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::api_event;
-use super::view::{Projection, UserView, user_body, user_json};
+use super::view::{Projection, UserView, default_picture, user_body, user_json};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Authorized, CreateUsers, DeleteUsers, Principal, ReadUsers, Subject, UpdateUsers};
 use crate::state::AppState;
@@ -199,12 +199,6 @@ fn missing(prop: &str) -> ApiError {
     ApiError::bad_request(format!("Payload validation error: 'Missing required property: {prop}'."))
 }
 
-/// Gravatar identicon for an address (no personal data leaves in clear: the address is hashed).
-fn default_picture(email: Option<&Email>) -> String {
-    let hash = email.map(|e| roster_auth::secret::hash_secret(e.as_str())).unwrap_or_default();
-    format!("https://s.gravatar.com/avatar/{hash}?s=480&r=pg&d=identicon")
-}
-
 /// Create a user in a database connection.
 #[utoipa::path(post, path = "/users", tag = "Users", request_body = CreateUserBody,
     responses((status = 201, body = UserSchema), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -240,40 +234,32 @@ pub async fn create_user(
     let opt = |field: &str, v: Option<String>, max: usize| v.map(|s| bounded(field, s, max)).transpose();
     let user_metadata = body.user_metadata.map(|v| Metadata::parse(MetadataKind::User, v, limits)).transpose()?;
     let app_metadata = body.app_metadata.map(|v| Metadata::parse(MetadataKind::App, v, limits)).transpose()?;
-    let now = Timestamp::now();
-    let user = User {
-        identities: vec![Identity {
-            connection: connection.name.clone(),
-            provider: "auth0".into(),
-            user_id: user_id.local().to_owned(),
-            is_social: false,
-            profile_data: None,
-        }],
+    let mut user = User::new_database(
         user_id,
-        connection_id: connection.id.clone(),
-        email_verified: body.email_verified.unwrap_or(false),
-        username: body.username.as_deref().map(parse_username).transpose()?,
-        phone_number: body.phone_number.as_deref().map(parse_phone).transpose()?,
-        phone_verified: body.phone_verified.unwrap_or(false),
-        name: Some(opt("name", body.name, 300)?.unwrap_or_else(|| email.to_string())),
-        given_name: opt("given_name", body.given_name, 150)?,
-        family_name: opt("family_name", body.family_name, 150)?,
-        nickname: Some(opt("nickname", body.nickname, 300)?.unwrap_or_else(|| email.local_part().to_owned())),
-        picture: Some(match body.picture {
-            Some(p) => parse_picture(&p)?,
-            None => default_picture(Some(&email)),
-        }),
-        email: Some(email),
-        user_metadata: user_metadata.unwrap_or_default(),
-        app_metadata: app_metadata.unwrap_or_default(),
-        blocked: body.blocked.unwrap_or(false),
-        created_at: now,
-        updated_at: now,
-        last_login: None,
-        last_ip: None,
-        logins_count: 0,
-        last_password_reset: None,
-    };
+        connection.id.clone(),
+        &connection.name,
+        email.clone(),
+        default_picture(&email),
+        Timestamp::now(),
+    );
+    user.email_verified = body.email_verified.unwrap_or(false);
+    user.username = body.username.as_deref().map(parse_username).transpose()?;
+    user.phone_number = body.phone_number.as_deref().map(parse_phone).transpose()?;
+    user.phone_verified = body.phone_verified.unwrap_or(false);
+    if let Some(name) = opt("name", body.name, 300)? {
+        user.name = Some(name);
+    }
+    user.given_name = opt("given_name", body.given_name, 150)?;
+    user.family_name = opt("family_name", body.family_name, 150)?;
+    if let Some(nickname) = opt("nickname", body.nickname, 300)? {
+        user.nickname = Some(nickname);
+    }
+    if let Some(p) = body.picture {
+        user.picture = Some(parse_picture(&p)?);
+    }
+    user.user_metadata = user_metadata.unwrap_or_default();
+    user.app_metadata = app_metadata.unwrap_or_default();
+    user.blocked = body.blocked.unwrap_or(false);
     // Hash before opening any transaction: the hash is the slow part and must not hold a lock.
     let password_hash = state.hasher.hash(password).await?;
     let mut ev = api_event(&auth, LogType::Sapi, "Create a User");

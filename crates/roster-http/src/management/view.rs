@@ -63,6 +63,12 @@ impl Serialize for UserView<'_> {
     }
 }
 
+/// The default picture of a new user: a Gravatar identicon keyed by the SHA-256 of the address (the
+/// address itself never leaves in clear).
+pub fn default_picture(email: &roster_domain::Email) -> String {
+    format!("https://s.gravatar.com/avatar/{}?s=480&r=pg&d=identicon", roster_auth::secret::hash_secret(email.as_str()))
+}
+
 /// A user's body for a response, projected by `fields`/`include_fields` when asked.
 pub fn user_body(u: &User, projection: &Projection) -> axum::response::Response {
     use axum::response::IntoResponse;
