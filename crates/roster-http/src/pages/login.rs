@@ -359,6 +359,25 @@ fn forbidden_form(t: &TenantCtx) -> Response {
     error_page(t, StatusCode::FORBIDDEN, "This form has expired or did not come from this site. Go back and try again.")
 }
 
+/// The checks every hosted form post starts with: the CSRF token, then the authorization request it
+/// carries, decoded and validated again. Returns the token, the request as sent, and the request.
+async fn accept_form(
+    state: &AppState,
+    t: &TenantCtx,
+    headers: &HeaderMap,
+    csrf: Option<String>,
+    req: Option<String>,
+) -> Result<(String, String, Valid), Response> {
+    let csrf = csrf.unwrap_or_default();
+    if !csrf_ok(state, headers, &csrf) {
+        return Err(forbidden_form(t));
+    }
+    let req_q = req.unwrap_or_default();
+    let Ok(req) = serde_urlencoded::from_str::<AuthorizeRequest>(&req_q) else { return Err(forbidden_form(t)) };
+    let v = validate(t, req).await.map_err(IntoResponse::into_response)?;
+    Ok((csrf, req_q, v))
+}
+
 /// `POST /t/{tenant}/u/login`
 pub async fn login_submit(
     State(state): State<AppState>,
@@ -367,15 +386,9 @@ pub async fn login_submit(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let csrf = form.csrf.unwrap_or_default();
-    if !csrf_ok(&state, &headers, &csrf) {
-        return forbidden_form(&t);
-    }
-    let req_q = form.req.unwrap_or_default();
-    let Ok(req) = serde_urlencoded::from_str::<AuthorizeRequest>(&req_q) else { return forbidden_form(&t) };
-    let v = match validate(&t, req).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
+    let (csrf, req_q, v) = match accept_form(&state, &t, &headers, form.csrf, form.req).await {
+        Ok(accepted) => accepted,
+        Err(r) => return r,
     };
     let username = form.username.unwrap_or_default();
     let password = form.password.unwrap_or_default();
@@ -448,15 +461,9 @@ pub async fn signup_submit(
     headers: HeaderMap,
     Form(form): Form<SignupForm>,
 ) -> Response {
-    let csrf = form.csrf.unwrap_or_default();
-    if !csrf_ok(&state, &headers, &csrf) {
-        return forbidden_form(&t);
-    }
-    let req_q = form.req.unwrap_or_default();
-    let Ok(req) = serde_urlencoded::from_str::<AuthorizeRequest>(&req_q) else { return forbidden_form(&t) };
-    let v = match validate(&t, req).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
+    let (csrf, req_q, v) = match accept_form(&state, &t, &headers, form.csrf, form.req).await {
+        Ok(accepted) => accepted,
+        Err(r) => return r,
     };
     let email = form.email.unwrap_or_default();
     let body = SignupBody {
