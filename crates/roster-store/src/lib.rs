@@ -19,6 +19,8 @@ mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use roster_domain::log::LogEvent;
 use roster_domain::query::{Page, Sort, UserQuery};
 use roster_domain::user::{NewUser, User};
@@ -26,8 +28,8 @@ use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, Use
 
 pub use error::{ConflictKind, StoreError};
 pub use model::{
-    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxMessage, OutboxRecord, RefreshToken,
-    Rotation, Session, SigningKey, Tenant, UserList,
+    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, LogRecord,
+    NewTenant, OutboxFilter, OutboxMessage, OutboxRecord, RefreshToken, Rotation, Session, SigningKey, Tenant, UserList,
 };
 use repo::Backend;
 pub use repo::UserMutation;
@@ -58,6 +60,9 @@ impl StoreOptions {
 pub struct Store {
     backend: Arc<dyn Backend>,
     kind: &'static str,
+    /// Woken after a commit that queued mail, so this node's relay picks it up at once instead of at
+    /// its next poll (other nodes find it by polling).
+    mail_queued: Arc<Notify>,
 }
 
 impl Store {
@@ -65,12 +70,16 @@ impl Store {
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
         let url = opts.url.as_str();
         if url.starts_with("sqlite:") {
-            Ok(Self { backend: Arc::new(sqlite::connect(opts).await?), kind: "sqlite" })
+            Ok(Self::with(Arc::new(sqlite::connect(opts).await?), "sqlite"))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self { backend: Arc::new(postgres::connect(opts).await?), kind: "postgres" })
+            Ok(Self::with(Arc::new(postgres::connect(opts).await?), "postgres"))
         } else {
             Err(StoreError::Config("the database URL must start with sqlite:// or postgres://".into()))
         }
+    }
+
+    fn with(backend: Arc<dyn Backend>, kind: &'static str) -> Self {
+        Self { backend, kind, mail_queued: Arc::new(Notify::new()) }
     }
 
     /// `sqlite` or `postgres`.
@@ -118,7 +127,30 @@ impl Store {
 
     /// The handle through which one tenant's data is reached.
     pub fn tenant(&self, id: TenantId) -> TenantStore {
-        TenantStore { backend: self.backend.clone(), tenant: id }
+        TenantStore { backend: self.backend.clone(), tenant: id, mail_queued: self.mail_queued.clone() }
+    }
+
+    // ---- the mail relay's queue (all tenants) ----
+
+    /// Notified after this node commits a change that queued mail.
+    pub fn mail_queued(&self) -> Arc<Notify> {
+        self.mail_queued.clone()
+    }
+    /// Lease up to `limit` due outbox rows to `owner` for `lease`, counting one attempt on each.
+    pub async fn claim_outbox(&self, owner: &str, now: Timestamp, lease: Duration, limit: u32) -> Result<Vec<ClaimedMail>> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4);
+        self.backend.claim_outbox(owner, now, lease_ms, limit).await
+    }
+    /// Record the outcome of an attempt; false when `owner` had lost the lease (nothing written).
+    pub async fn finish_outbox(&self, t: &TenantId, id: &str, owner: &str, outcome: &Delivery, now: Timestamp) -> Result<bool> {
+        self.backend.finish_outbox(t, id, owner, outcome, now).await
+    }
+    /// Give back leases on rows that were claimed but not attempted.
+    pub async fn release_outbox(&self, owner: &str, ids: &[(TenantId, String)]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.backend.release_outbox(owner, ids).await
     }
 }
 
@@ -127,11 +159,20 @@ impl Store {
 pub struct TenantStore {
     backend: Arc<dyn Backend>,
     tenant: TenantId,
+    mail_queued: Arc<Notify>,
 }
 
 impl TenantStore {
     pub fn tenant_id(&self) -> &TenantId {
         &self.tenant
+    }
+
+    /// After a commit: wake this node's relay when the change queued mail.
+    fn queued<T>(&self, r: Result<T>, effects: &Effects) -> Result<T> {
+        if r.is_ok() && !effects.outbox.is_empty() {
+            self.mail_queued.notify_one();
+        }
+        r
     }
 
     // ---- keys, clients, connections ----
@@ -157,7 +198,8 @@ impl TenantStore {
     /// Insert a user (and its password hash) with its log event. Duplicate email, username or id →
     /// `StoreError::Conflict`.
     pub async fn create_user(&self, new: &NewUser, effects: impl Into<Effects>) -> Result<()> {
-        self.backend.create_user(&self.tenant, new, &effects.into()).await
+        let effects = effects.into();
+        self.queued(self.backend.create_user(&self.tenant, new, &effects).await, &effects)
     }
     pub async fn user(&self, id: &UserId) -> Result<Option<User>> {
         self.backend.user(&self.tenant, id).await
@@ -172,19 +214,23 @@ impl TenantStore {
         new_password_hash: Option<String>,
         effects: impl Into<Effects>,
     ) -> Result<Option<User>> {
-        self.backend.update_user(&self.tenant, id, mutate, new_password_hash, &effects.into()).await
+        let effects = effects.into();
+        self.queued(self.backend.update_user(&self.tenant, id, mutate, new_password_hash, &effects).await, &effects)
     }
     /// Delete a user and everything attached to it (credentials, sessions, refresh tokens, codes),
     /// with its log event. False when it did not exist.
     pub async fn delete_user(&self, id: &UserId, effects: impl Into<Effects>) -> Result<bool> {
-        self.backend.delete_user(&self.tenant, id, &effects.into()).await
+        let effects = effects.into();
+        self.queued(self.backend.delete_user(&self.tenant, id, &effects).await, &effects)
     }
     /// Find a user of a connection by email (case-insensitive) or username, with its password hash.
     pub async fn user_by_login(&self, connection: &ConnectionId, identifier: &str) -> Result<Option<(User, Option<String>)>> {
         self.backend.user_by_login(&self.tenant, connection, identifier).await
     }
+    /// A user's mail, oldest first.
     pub async fn outbox_for_user(&self, id: &UserId) -> Result<Vec<OutboxRecord>> {
-        self.backend.outbox_for_user(&self.tenant, id).await
+        let filter = OutboxFilter { user: Some(id.clone()), status: None };
+        self.backend.list_outbox(&self.tenant, &filter, 1000).await
     }
 
     // ---- clients and connections (administration) ----
@@ -261,7 +307,43 @@ impl TenantStore {
 
     /// Write logs and outbox rows that accompany no other change, in one transaction.
     pub async fn append_effects(&self, effects: impl Into<Effects>) -> Result<()> {
-        self.backend.append_effects(&self.tenant, &effects.into()).await
+        let effects = effects.into();
+        self.queued(self.backend.append_effects(&self.tenant, &effects).await, &effects)
+    }
+
+    // ---- mail: outbox administration, templates, provider ----
+
+    /// Outbox rows, oldest first, at most `limit`.
+    pub async fn list_outbox(&self, filter: &OutboxFilter, limit: u32) -> Result<Vec<OutboxRecord>> {
+        self.backend.list_outbox(&self.tenant, filter, limit).await
+    }
+    pub async fn outbox_row(&self, id: &str) -> Result<Option<OutboxRecord>> {
+        self.backend.outbox_row(&self.tenant, id).await
+    }
+    /// Queue a dead or suppressed row again; false when there is no such row in that state.
+    pub async fn retry_outbox(&self, id: &str, now: Timestamp, effects: impl Into<Effects>) -> Result<bool> {
+        let r = self.backend.retry_outbox(&self.tenant, id, now, &effects.into()).await;
+        if matches!(r, Ok(true)) {
+            self.mail_queued.notify_one();
+        }
+        r
+    }
+    pub async fn email_template(&self, name: &str) -> Result<Option<EmailTemplate>> {
+        self.backend.email_template(&self.tenant, name).await
+    }
+    /// `create`: insert, a duplicate name is `Conflict`; otherwise insert or replace.
+    pub async fn put_email_template(&self, tpl: &EmailTemplate, create: bool, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.put_email_template(&self.tenant, tpl, create, &effects.into()).await
+    }
+    pub async fn email_provider(&self) -> Result<Option<EmailProvider>> {
+        self.backend.email_provider(&self.tenant).await
+    }
+    /// `create`: insert, an existing provider is `Conflict`; otherwise insert or replace.
+    pub async fn put_email_provider(&self, p: &EmailProvider, create: bool, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.put_email_provider(&self.tenant, p, create, &effects.into()).await
+    }
+    pub async fn delete_email_provider(&self, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.delete_email_provider(&self.tenant, &effects.into()).await
     }
 
     /// Append one standalone event (see [`Store::append_logs`]).

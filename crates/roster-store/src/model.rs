@@ -126,8 +126,76 @@ impl OutboxMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRecord {
     pub message: OutboxMessage,
+    /// `pending`, `delivered`, `dead` (gave up; retried only on demand) or `suppressed` (its template
+    /// is disabled).
     pub status: String,
     pub attempts: i64,
+    /// Why the last attempt failed, as the relay wrote it (never a credential).
+    pub last_error: Option<String>,
+    pub next_attempt_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// Which outbox rows an administrator lists.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    pub user: Option<UserId>,
+    pub status: Option<String>,
+}
+
+/// An outbox row a relay has leased: it alone may now deliver it until the lease ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedMail {
+    pub tenant: TenantId,
+    pub message: OutboxMessage,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    Delivered,
+    /// Try again at this time.
+    Retry {
+        error: String,
+        at: Timestamp,
+    },
+    /// Give up: the row becomes `dead`.
+    Dead {
+        error: String,
+    },
+    /// Not sent on purpose (the tenant disabled the template).
+    Suppressed {
+        reason: String,
+    },
+}
+
+/// A tenant's customized email template (Auth0 `email-templates`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailTemplate {
+    pub name: String,
+    pub body: String,
+    pub from: String,
+    pub subject: String,
+    pub syntax: String,
+    pub result_url: Option<String>,
+    pub url_lifetime_secs: Option<i64>,
+    pub include_email_in_redirect: bool,
+    pub enabled: bool,
+    pub updated_at: Timestamp,
+}
+
+/// A tenant's email provider (Auth0 `emails/provider`). `credentials` is sealed by the caller with
+/// the server master key; the store never sees it in clear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailProvider {
+    pub name: String,
+    pub enabled: bool,
+    pub default_from_address: Option<String>,
+    pub credentials: String,
+    pub settings: Value,
+    pub updated_at: Timestamp,
 }
 
 /// What a state change writes besides itself, in the same transaction.

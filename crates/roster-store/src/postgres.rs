@@ -11,6 +11,8 @@ type Db = sqlx::Postgres;
 type DbRow = sqlx::postgres::PgRow;
 const BEGIN_WRITE: &str = "BEGIN";
 const FOR_UPDATE: &str = " FOR UPDATE";
+/// How a relay passes over rows another relay is claiming.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 /// Byte-wise text order, so listings sort the same as on SQLite whatever the server locale.
 const TEXT_ORDER: &str = " COLLATE \"C\"";
 
@@ -19,6 +21,7 @@ fn migrator() -> sqlx::migrate::Migrator {
 }
 
 include!("sql_common.rs");
+include!("sql_mail.rs");
 
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let conn = PgConnectOptions::from_str(&opts.url).map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;

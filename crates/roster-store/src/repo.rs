@@ -10,8 +10,8 @@ use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
 
 use crate::Result;
 use crate::model::{
-    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxRecord, RefreshToken, Rotation, Session,
-    SigningKey, Tenant, UserList,
+    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, LogRecord,
+    NewTenant, OutboxFilter, OutboxRecord, RefreshToken, Rotation, Session, SigningKey, Tenant, UserList,
 };
 use roster_domain::Timestamp;
 
@@ -71,7 +71,6 @@ pub(crate) trait UserRepo: Send + Sync {
         connection: &ConnectionId,
         identifier: &str,
     ) -> Result<Option<(User, Option<String>)>>;
-    async fn outbox_for_user(&self, t: &TenantId, id: &UserId) -> Result<Vec<OutboxRecord>>;
     async fn list_users(&self, t: &TenantId, q: &UserQuery, sort: Sort, page: Page, with_total: bool) -> Result<UserList>;
     async fn users_by_email(&self, t: &TenantId, email: &str) -> Result<Vec<User>>;
     async fn password_hash(&self, t: &TenantId, id: &UserId) -> Result<Option<String>>;
@@ -103,5 +102,28 @@ pub(crate) trait SessionRepo: Send + Sync {
     async fn revoke_user_grants(&self, t: &TenantId, id: &UserId, keep: Option<&str>, now: Timestamp) -> Result<()>;
 }
 
-pub(crate) trait Backend: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo {}
-impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo> Backend for T {}
+/// The mail relay's queue (across tenants) and each tenant's templates and provider.
+#[async_trait]
+pub(crate) trait MailRepo: Send + Sync {
+    /// Lease up to `limit` due rows to `owner` until `now + lease_ms`, counting an attempt on each. Rows
+    /// leased to another relay whose lease has not ended are skipped, so two relays never hold one row.
+    async fn claim_outbox(&self, owner: &str, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedMail>>;
+    /// Record how an attempt ended; a no-op (false) when `owner` no longer holds the lease.
+    async fn finish_outbox(&self, t: &TenantId, id: &str, owner: &str, outcome: &Delivery, now: Timestamp) -> Result<bool>;
+    /// Give back every lease `owner` holds on rows it did not attempt (at shutdown).
+    async fn release_outbox(&self, owner: &str, ids: &[(TenantId, String)]) -> Result<u64>;
+    async fn list_outbox(&self, t: &TenantId, filter: &OutboxFilter, limit: u32) -> Result<Vec<OutboxRecord>>;
+    async fn outbox_row(&self, t: &TenantId, id: &str) -> Result<Option<OutboxRecord>>;
+    /// Put a dead or suppressed row back in the queue with a fresh attempt count.
+    async fn retry_outbox(&self, t: &TenantId, id: &str, now: Timestamp, effects: &Effects) -> Result<bool>;
+    async fn email_template(&self, t: &TenantId, name: &str) -> Result<Option<EmailTemplate>>;
+    /// Insert (`create`: a duplicate is a conflict) or replace a template.
+    async fn put_email_template(&self, t: &TenantId, tpl: &EmailTemplate, create: bool, effects: &Effects) -> Result<()>;
+    async fn email_provider(&self, t: &TenantId) -> Result<Option<EmailProvider>>;
+    /// Insert (`create`: an existing provider is a conflict) or replace the provider.
+    async fn put_email_provider(&self, t: &TenantId, p: &EmailProvider, create: bool, effects: &Effects) -> Result<()>;
+    async fn delete_email_provider(&self, t: &TenantId, effects: &Effects) -> Result<bool>;
+}
+
+pub(crate) trait Backend: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo {}
+impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo> Backend for T {}

@@ -854,33 +854,6 @@ impl UserRepo for SqlBackend {
         row.map(|r| Ok((user_from_row(&r)?, r.try_get::<Option<String>, _>("password_hash")?))).transpose()
     }
 
-    async fn outbox_for_user(&self, t: &TenantId, id: &UserId) -> Result<Vec<OutboxRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, template, recipient, payload, status, attempts, created_at FROM outbox \
-             WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
-        )
-        .bind(t.as_str())
-        .bind(id.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxRecord {
-                    message: OutboxMessage {
-                        id: r.try_get("id")?,
-                        user_id: r.try_get::<Option<String>, _>("user_id")?.map(UserId::from_trusted),
-                        template: r.try_get("template")?,
-                        recipient: r.try_get("recipient")?,
-                        payload: r.try_get::<Json<Value>, _>("payload")?.0,
-                        created_at: Timestamp::from_millis(r.try_get("created_at")?),
-                    },
-                    status: r.try_get("status")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
-    }
-
     async fn list_users(&self, t: &TenantId, q: &UserQuery, sort: Sort, page: Page, with_total: bool) -> Result<UserList> {
         enum Bind {
             Text(String),

@@ -25,6 +25,8 @@ type DbRow = sqlx::sqlite::SqliteRow;
 /// transaction never fails half-way when it upgrades from read to write.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 const FOR_UPDATE: &str = "";
+/// How a relay passes over rows another relay is claiming.
+const SKIP_LOCKED: &str = "";
 /// SQLite compares text byte-wise already.
 const TEXT_ORDER: &str = "";
 
@@ -33,6 +35,7 @@ fn migrator() -> sqlx::migrate::Migrator {
 }
 
 include!("sql_common.rs");
+include!("sql_mail.rs");
 
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let base = SqliteConnectOptions::from_str(&opts.url)

@@ -409,4 +409,155 @@ roster_testkit::on_store_backends! {
     update => update_merge_password_and_logs;
     list => listing;
     concurrency => concurrent_merges_lose_nothing;
+    outbox => outbox_leases_outcomes_and_retries;
+    outbox_race => concurrent_relays_never_share_a_row;
+    mail_settings => email_templates_and_provider;
+}
+
+fn queued(n: usize) -> roster_store::Effects {
+    let mut e = roster_store::Effects::default();
+    for i in 0..n {
+        e.outbox.push(roster_store::OutboxMessage::new("verify_email", &format!("m{i}@example.com"), None, json!({"i": i})));
+    }
+    e
+}
+
+/// The relay's queue: claims lease and count an attempt, outcomes are recorded only by the lease
+/// holder, released rows come back without the attempt, expired leases are taken over, dead rows are
+/// retried on demand, and a delivered row keeps no variables.
+async fn outbox_leases_outcomes_and_retries(f: Fixture) {
+    use roster_store::{Delivery, OutboxFilter};
+    use std::time::Duration;
+    let t = f.acme.tenant_id().clone();
+    f.acme.append_effects(queued(3)).await.expect("queue");
+    let now = Timestamp::now();
+    let lease = Duration::from_secs(60);
+    let a = f.store.claim_outbox("relay_a", now, lease, 2).await.expect("claim");
+    assert_eq!(a.len(), 2, "limit respected");
+    assert!(a.iter().all(|m| m.attempts == 1 && m.tenant == t));
+    let b = f.store.claim_outbox("relay_b", now, lease, 10).await.expect("claim");
+    assert_eq!(b.len(), 1, "leased rows are not claimed twice");
+    assert!(f.store.claim_outbox("relay_c", now, lease, 10).await.expect("claim").is_empty());
+
+    // Only the lease holder records an outcome.
+    let first = &a[0].message.id;
+    assert!(!f.store.finish_outbox(&t, first, "relay_b", &Delivery::Delivered, now).await.expect("finish"));
+    assert!(f.store.finish_outbox(&t, first, "relay_a", &Delivery::Delivered, now).await.expect("finish"));
+    let row = f.acme.outbox_row(first).await.expect("read").expect("exists");
+    assert_eq!((row.status.as_str(), row.attempts, row.message.payload.clone()), ("delivered", 1, json!({})));
+    assert!(row.delivered_at.is_some());
+
+    // A transient failure schedules the next attempt; a permanent one is dead.
+    let second = &a[1].message.id;
+    let later = Timestamp::from_millis(now.millis() + 10_000);
+    let retry = Delivery::Retry { error: "451 try later".into(), at: later };
+    assert!(f.store.finish_outbox(&t, second, "relay_a", &retry, now).await.expect("finish"));
+    assert!(f.store.claim_outbox("relay_c", now, lease, 10).await.expect("claim").is_empty(), "not due yet");
+    let again = f.store.claim_outbox("relay_c", later, lease, 10).await.expect("claim");
+    assert_eq!(again.iter().map(|m| (m.message.id.as_str(), m.attempts)).collect::<Vec<_>>(), vec![(second.as_str(), 2)]);
+    let dead = Delivery::Dead { error: "550 no such user".into() };
+    assert!(f.store.finish_outbox(&t, second, "relay_c", &dead, later).await.expect("finish"));
+    let listed = f.acme.list_outbox(&OutboxFilter { user: None, status: Some("dead".into()) }, 10).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].last_error.as_deref(), listed[0].attempts), (Some("550 no such user"), 2));
+    assert_eq!(listed[0].message.payload["i"], json!(1), "a dead row keeps what it needs to be retried");
+
+    // Retry on demand: back to pending with a fresh count; only dead or suppressed rows qualify.
+    assert!(!f.acme.retry_outbox(first, later, &ev()).await.expect("retry"), "a delivered row is not retried");
+    assert!(f.acme.retry_outbox(second, later, &ev()).await.expect("retry"));
+    let row = f.acme.outbox_row(second).await.expect("read").expect("exists");
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
+
+    // Releasing gives the attempt back; an expired lease is taken over by another relay.
+    let third = &b[0].message.id;
+    assert_eq!(f.store.release_outbox("relay_b", &[(t.clone(), third.clone())]).await.expect("release"), 1);
+    let c = f.store.claim_outbox("relay_c", later, Duration::from_millis(1), 10).await.expect("claim");
+    let ids: Vec<(&str, i64)> = c.iter().map(|m| (m.message.id.as_str(), m.attempts)).collect();
+    assert!(ids.contains(&(third.as_str(), 1)) && ids.contains(&(second.as_str(), 1)), "{ids:?}");
+    let after_expiry = Timestamp::from_millis(later.millis() + 5);
+    let d = f.store.claim_outbox("relay_d", after_expiry, lease, 10).await.expect("claim");
+    assert_eq!(d.len(), 2, "expired leases are claimable");
+    assert!(!f.store.finish_outbox(&t, third, "relay_c", &Delivery::Delivered, after_expiry).await.expect("f"), "lost lease");
+    assert!(
+        f.store
+            .finish_outbox(&t, third, "relay_d", &Delivery::Suppressed { reason: "disabled".into() }, after_expiry)
+            .await
+            .expect("f")
+    );
+    assert_eq!(f.acme.outbox_row(third).await.expect("read").expect("exists").status, "suppressed");
+}
+
+/// Two relays claiming at once, over and over, never hold the same row and together take them all.
+async fn concurrent_relays_never_share_a_row(f: Fixture) {
+    use std::collections::HashSet;
+    use std::time::Duration;
+    f.acme.append_effects(queued(60)).await.expect("queue");
+    let now = Timestamp::now();
+    let claim = |owner: &'static str| {
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_outbox(owner, now, Duration::from_secs(60), 4).await.expect("claim");
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|m| m.message.id));
+            }
+        })
+    };
+    let (a, b) = (claim("relay_a"), claim("relay_b"));
+    let (a, b) = (a.await.expect("join"), b.await.expect("join"));
+    let all: HashSet<&String> = a.iter().chain(b.iter()).collect();
+    assert_eq!(a.len() + b.len(), 60, "every row claimed once");
+    assert_eq!(all.len(), 60, "no row claimed by both relays");
+}
+
+/// Email templates (insert vs replace) and the provider (one per tenant), confined to their tenant.
+async fn email_templates_and_provider(f: Fixture) {
+    use roster_store::{EmailProvider, EmailTemplate};
+    let tpl = EmailTemplate {
+        name: "verify_email".into(),
+        body: "<p>{{ user.email }}</p>".into(),
+        from: "a@example.com".into(),
+        subject: "Hi".into(),
+        syntax: "liquid".into(),
+        result_url: Some("https://app.example/done".into()),
+        url_lifetime_secs: Some(3600),
+        include_email_in_redirect: false,
+        enabled: true,
+        updated_at: Timestamp::from_millis(1000),
+    };
+    assert_eq!(f.acme.email_template("verify_email").await.expect("read"), None);
+    f.acme.put_email_template(&tpl, true, &ev()).await.expect("insert");
+    assert!(matches!(f.acme.put_email_template(&tpl, true, &ev()).await, Err(StoreError::Conflict(_))));
+    let changed = EmailTemplate { subject: "Hello".into(), enabled: false, ..tpl.clone() };
+    f.acme.put_email_template(&changed, false, &ev()).await.expect("replace");
+    assert_eq!(f.acme.email_template("verify_email").await.expect("read"), Some(changed));
+
+    let p = EmailProvider {
+        name: "smtp".into(),
+        enabled: true,
+        default_from_address: Some("a@example.com".into()),
+        credentials: "v1.sealed".into(),
+        settings: json!({"tls": "starttls"}),
+        updated_at: Timestamp::from_millis(1000),
+    };
+    f.acme.put_email_provider(&p, true, &ev()).await.expect("insert");
+    assert!(matches!(f.acme.put_email_provider(&p, true, &ev()).await, Err(StoreError::Conflict(_))));
+    let p2 = EmailProvider { enabled: false, updated_at: Timestamp::from_millis(2000), ..p.clone() };
+    f.acme.put_email_provider(&p2, false, &ev()).await.expect("replace");
+    assert_eq!(f.acme.email_provider().await.expect("read"), Some(p2));
+
+    // Another tenant sees none of it.
+    let other = roster::provision::create_tenant(&f.store, TenantName::parse("globex").expect("name"), "http://localhost")
+        .await
+        .expect("tenant");
+    let gid = f.store.tenant_by_name(&TenantName::parse(&other.tenant).expect("n")).await.expect("r").expect("e").id;
+    let globex = f.store.tenant(gid);
+    assert_eq!(globex.email_template("verify_email").await.expect("read"), None);
+    assert_eq!(globex.email_provider().await.expect("read"), None);
+    assert!(!globex.delete_email_provider(&ev()).await.expect("delete"));
+    assert!(f.acme.delete_email_provider(&ev()).await.expect("delete"));
+    assert_eq!(f.acme.email_provider().await.expect("read"), None);
 }
