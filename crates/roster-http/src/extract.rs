@@ -145,6 +145,17 @@ requirement! {
     CreateConnections => ["create:connections"];
     UpdateConnections => ["update:connections"];
     DeleteConnections => ["delete:connections"];
+
+    ReadEmailProvider => ["read:email_provider"];
+    CreateEmailProvider => ["create:email_provider"];
+    UpdateEmailProvider => ["update:email_provider"];
+    DeleteEmailProvider => ["delete:email_provider"];
+    ReadEmailTemplates => ["read:email_templates"];
+    CreateEmailTemplates => ["create:email_templates"];
+    UpdateEmailTemplates => ["update:email_templates"];
+    /// List queued and sent mail: mail administrators, or support staff who read users.
+    ReadOutbox => ["read:email_provider", "read:users"];
+    RetryOutbox => ["update:email_provider"];
 }
 
 /// A verified Management API caller holding one of `R::ANY_OF`.

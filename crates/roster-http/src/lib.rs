@@ -36,7 +36,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::management::users;
 pub use crate::ratelimit::RateLimitConfig;
-pub use crate::state::{AppState, HttpConfig};
+pub use crate::state::{AppState, HttpConfig, MailState};
 pub use crate::tenant::issuer_for;
 
 /// The whole application.
@@ -63,6 +63,20 @@ pub fn router(state: AppState) -> Router {
                 .patch(management::connections::update_connection)
                 .delete(management::connections::delete_connection),
         )
+        .route(
+            "/t/{tenant}/api/v2/emails/provider",
+            get(management::emails::get_provider)
+                .post(management::emails::create_provider)
+                .patch(management::emails::update_provider)
+                .delete(management::emails::delete_provider),
+        )
+        .route("/t/{tenant}/api/v2/email-templates", post(management::emails::create_template))
+        .route(
+            "/t/{tenant}/api/v2/email-templates/{templateName}",
+            get(management::emails::get_template).put(management::emails::put_template).patch(management::emails::patch_template),
+        )
+        .route("/t/{tenant}/api/v2/emails/outbox", get(management::emails::list_outbox))
+        .route("/t/{tenant}/api/v2/emails/outbox/{id}/retry", post(management::emails::retry_outbox))
         .route("/t/{tenant}/api/v2/openapi.json", get(openapi::serve))
         .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
     let authentication = Router::new()

@@ -10,7 +10,7 @@ use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
 use crate::extract::MgmtTenant;
-use crate::management::{clients, connections, users};
+use crate::management::{clients, connections, emails, users};
 
 struct BearerAuth;
 
@@ -32,14 +32,20 @@ impl Modify for BearerAuth {
           clients::list_clients, clients::get_client, clients::create_client, clients::update_client, clients::delete_client,
           clients::rotate_secret,
           connections::list_connections, connections::get_connection, connections::create_connection,
-          connections::update_connection, connections::delete_connection),
+          connections::update_connection, connections::delete_connection,
+          emails::get_provider, emails::create_provider, emails::update_provider, emails::delete_provider,
+          emails::create_template, emails::get_template, emails::put_template, emails::patch_template,
+          emails::list_outbox, emails::retry_outbox),
     components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody,
                        clients::ClientSchema, clients::CreateClientBody, clients::UpdateClientBody,
-                       connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody)),
+                       connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody,
+                       emails::EmailProviderSchema, emails::CreateProviderBody, emails::UpdateProviderBody,
+                       emails::EmailTemplateSchema, emails::TemplateBody, emails::OutboxSchema)),
     modifiers(&BearerAuth),
     tags((name = "Users", description = "Users and their metadata"),
          (name = "Clients", description = "Applications (OAuth clients); secrets are shown only at creation and rotation"),
-         (name = "Connections", description = "Database connections and their options"))
+         (name = "Connections", description = "Database connections and their options"),
+         (name = "Emails", description = "The email provider, email templates and the outbox of queued and sent mail"))
 )]
 pub struct ManagementApi;
 

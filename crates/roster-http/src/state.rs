@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use roster_auth::PasswordHasher;
+use roster_auth::{MasterKey, PasswordHasher};
 use roster_domain::MetadataLimits;
 use roster_store::Store;
 
@@ -45,6 +45,14 @@ impl HttpConfig {
     }
 }
 
+/// What the HTTP layer needs for mail: the template renderer (to check templates when they are saved)
+/// and the master key (to seal provider credentials and one-time links).
+#[derive(Clone)]
+pub struct MailState {
+    pub renderer: Arc<roster_mail::Renderer>,
+    pub key: MasterKey,
+}
+
 /// Shared state: one `Arc`, so the per-request clones axum makes cost one reference count.
 #[derive(Clone)]
 pub struct AppState(Arc<State>);
@@ -63,13 +71,14 @@ pub struct State {
     pub hasher: PasswordHasher,
     pub rate: Arc<RateLimiter>,
     pub logs: LogSink,
+    pub mail: MailState,
     /// A hash of a random password with the configured parameters: verified against when the user does
     /// not exist, so unknown users and wrong passwords take the same time.
     pub dummy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AppState {
-    pub fn new(store: Store, cfg: HttpConfig, hasher: PasswordHasher) -> Self {
+    pub fn new(store: Store, cfg: HttpConfig, hasher: PasswordHasher, mail: MailState) -> Self {
         let tenants = Arc::new(TenantCache::new(store.clone(), cfg.public_url.clone()));
         let rate = Arc::new(RateLimiter::new(cfg.management_rate_limit));
         let logs = LogSink::start(store.clone());
@@ -80,6 +89,7 @@ impl AppState {
             hasher,
             rate,
             logs,
+            mail,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
         }))
     }

@@ -70,9 +70,17 @@ impl TestDb {
                 if url.is_empty() {
                     url = admin.clone();
                 }
-                Some(Self { url, dir: None, pg: Some((admin, name)) })
+                // The server's data folder (master key, mail files) lives here too.
+                let dir = std::env::temp_dir().join(&name);
+                std::fs::create_dir_all(&dir).expect("create temp dir");
+                Some(Self { url, dir: Some(dir), pg: Some((admin, name)) })
             }
         }
+    }
+
+    /// A private folder for the server's local files, removed with the database.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
     pub async fn store(&self) -> Store {
@@ -152,6 +160,7 @@ impl TestApp {
         let base = format!("http://{addr}");
         let mut cfg = Config {
             public_url: base.clone(),
+            data_dir: db.data_dir(),
             database_url: Some(db.url.clone()),
             bootstrap_default_tenant: false,
             // Cheap hashing keeps tests fast; the parameters themselves are tested in roster-auth.
@@ -159,6 +168,10 @@ impl TestApp {
             argon2_iterations: 1,
             log_level: "warn".into(),
             shutdown_timeout_secs: 5,
+            // Mail: found at once, retried quickly.
+            mail_poll_interval_ms: 50,
+            mail_retry_base_ms: 100,
+            mail_retry_max_secs: 1,
             ..Config::default()
         };
         tweak(&mut cfg);
@@ -185,6 +198,39 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The server's data folder (`mail/` holds delivered `.eml` files when no SMTP is configured).
+    pub fn data_dir(&self) -> PathBuf {
+        self._db.data_dir()
+    }
+
+    /// `.eml` files delivered so far, oldest first: (file name, content).
+    pub fn mail_files(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = std::fs::read_dir(self.data_dir().join("mail"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+                    .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Wait (up to 10 s) until at least `n` mail files exist; returns them.
+    pub async fn wait_for_mail(&self, n: usize) -> Vec<(String, String)> {
+        for _ in 0..200 {
+            let files = self.mail_files();
+            if files.len() >= n {
+                return files;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let files = self.mail_files();
+        assert!(files.len() >= n, "expected {n} mail files, found {}", files.len());
+        files
     }
 
     /// `/t/acme/api/v2{path}`

@@ -51,6 +51,25 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// Create the `default` tenant on an empty database at first start.
     pub bootstrap_default_tenant: bool,
+    /// The server master key (32 bytes, base64) sealing secrets at rest (tenant SMTP passwords, links
+    /// in queued mail). Default: `{data_dir}/master.key`, created on first start. Every node sharing a
+    /// database must use the same key.
+    pub master_key: Option<String>,
+    /// Where mail goes when a tenant has no provider: `smtp://[user:pass@]host[:port][?tls=…]` or
+    /// `smtps://…`. Unset: `.eml` files in `{data_dir}/mail/`.
+    pub smtp_url: Option<String>,
+    /// The default sender, e.g. `Acme <no-reply@acme.example>`. Unset: `no-reply@{public host}`.
+    pub mail_from: Option<String>,
+    /// Run the outbox relay in this node.
+    pub mail_relay: bool,
+    pub mail_max_attempts: u32,
+    /// First retry delay; doubles per attempt (with jitter) up to `mail_retry_max_secs`.
+    pub mail_retry_base_ms: u64,
+    pub mail_retry_max_secs: u64,
+    pub mail_poll_interval_ms: u64,
+    pub mail_lease_secs: u64,
+    pub mail_send_timeout_secs: u64,
+    pub mail_concurrency: usize,
 }
 
 impl Default for Config {
@@ -77,6 +96,17 @@ impl Default for Config {
             access_token_lifetime_secs: 86_400,
             shutdown_timeout_secs: 30,
             bootstrap_default_tenant: true,
+            master_key: None,
+            smtp_url: None,
+            mail_from: None,
+            mail_relay: true,
+            mail_max_attempts: 10,
+            mail_retry_base_ms: 30_000,
+            mail_retry_max_secs: 3600,
+            mail_poll_interval_ms: 1000,
+            mail_lease_secs: 120,
+            mail_send_timeout_secs: 30,
+            mail_concurrency: 4,
         }
     }
 }
@@ -94,6 +124,10 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail_from: Option<String>,
 }
 
 impl Config {
@@ -174,6 +208,23 @@ impl Config {
         if self.min_password_length < 1 || self.access_token_lifetime_secs < 60 {
             bail!("min_password_length must be ≥ 1 and access_token_lifetime_secs ≥ 60");
         }
+        if let Some(url) = self.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+            roster_mail::SmtpSettings::from_url(url).map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?;
+        }
+        if let Some(from) = self.mail_from.as_deref().filter(|f| !f.is_empty())
+            && !roster_mail::is_mailbox(from)
+        {
+            bail!("mail_from must be an email address, optionally with a name: Name <address>");
+        }
+        if let Some(key) = self.master_key.as_deref().filter(|k| !k.is_empty()) {
+            roster_auth::MasterKey::from_base64(key).map_err(|e| anyhow::anyhow!("master_key: {e}"))?;
+        }
+        if self.mail_max_attempts < 1 || self.mail_concurrency < 1 || self.mail_poll_interval_ms < 10 {
+            bail!("mail_max_attempts, mail_concurrency must be ≥ 1 and mail_poll_interval_ms ≥ 10");
+        }
+        if self.mail_lease_secs <= self.mail_send_timeout_secs {
+            bail!("mail_lease_secs must be longer than mail_send_timeout_secs");
+        }
         argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, Some(32))
             .map_err(|_| anyhow::anyhow!("invalid argon2 parameters"))?;
         Ok(())
@@ -197,7 +248,7 @@ fn known_keys() -> Vec<String> {
     match serde_json::to_value(Config::default()) {
         Ok(serde_json::Value::Object(m)) => {
             let mut keys: Vec<String> = m.keys().cloned().collect();
-            keys.push("database_url".into());
+            keys.extend(["database_url", "master_key", "smtp_url", "mail_from"].map(String::from));
             keys
         }
         _ => Vec::new(),

@@ -41,6 +41,13 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// Where mail goes when a tenant has none of its own: smtp://[user:pass@]host[:port][?tls=starttls]
+        /// or smtps://... (default: .eml files in <data-dir>/mail/).
+        #[arg(long, value_name = "URL")]
+        smtp_url: Option<String>,
+        /// Default sender: "Name <address>" or an address.
+        #[arg(long, value_name = "MAILBOX")]
+        mail_from: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -93,9 +100,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let listen = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let (listen, smtp_url, mail_from) = match &cli.command {
+        Command::Serve { listen, smtp_url, mail_from } => (*listen, smtp_url.clone(), mail_from.clone()),
+        _ => (None, None, None),
     };
     let flags = FlagOverrides {
         listen,
@@ -103,6 +110,8 @@ async fn run(cli: Cli) -> Result<()> {
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
         log_format: cli.log_format,
+        smtp_url,
+        mail_from,
     };
     let (cfg, warnings) = Config::load(cli.config.as_deref(), &flags)?;
     let quiet_level = if matches!(cli.command, Command::Serve { .. }) { cfg.log_level.clone() } else { "warn".to_owned() };

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use roster_auth::{HasherConfig, PasswordHasher};
+use roster_auth::{HasherConfig, MasterKey, PasswordHasher};
 use roster_domain::{MetadataLimits, TenantName};
-use roster_http::{AppState, HttpConfig, RateLimitConfig};
+use roster_http::{AppState, HttpConfig, MailState, RateLimitConfig};
+use roster_mail::{Relay, RelayConfig, Renderer, SmtpSettings, Transport};
 use roster_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -66,6 +67,55 @@ pub async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<TenantCrede
     }
 }
 
+/// The master key: from configuration, else `{data_dir}/master.key` (created on first start).
+pub fn master_key(cfg: &Config) -> Result<MasterKey> {
+    match cfg.master_key.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => MasterKey::from_base64(k).map_err(|e| anyhow::anyhow!("master_key: {e}")),
+        None => {
+            let path = cfg.data_dir.join("master.key");
+            MasterKey::load_or_create(&path).with_context(|| format!("cannot read or create the master key {}", path.display()))
+        }
+    }
+}
+
+fn public_host(cfg: &Config) -> String {
+    url::Url::parse(&cfg.public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The server's transport and the relay's pacing, from configuration.
+pub fn relay_parts(cfg: &Config) -> Result<(Transport, RelayConfig)> {
+    let send_timeout = Duration::from_secs(cfg.mail_send_timeout_secs);
+    let transport = match cfg.smtp_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let settings = SmtpSettings::from_url(url).map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?;
+            Transport::smtp(&settings, send_timeout).map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?
+        }
+        None => Transport::files(cfg.data_dir.join("mail")),
+    };
+    let host = public_host(cfg);
+    let default_from = match cfg.mail_from.as_deref().filter(|f| !f.is_empty()) {
+        Some(f) => f.to_owned(),
+        None if roster_mail::is_mailbox(&format!("no-reply@{host}")) => format!("no-reply@{host}"),
+        None => "no-reply@localhost".to_owned(),
+    };
+    let relay = RelayConfig {
+        poll_interval: Duration::from_millis(cfg.mail_poll_interval_ms),
+        lease: Duration::from_secs(cfg.mail_lease_secs),
+        send_timeout,
+        max_attempts: cfg.mail_max_attempts,
+        retry_base: Duration::from_millis(cfg.mail_retry_base_ms),
+        retry_max: Duration::from_secs(cfg.mail_retry_max_secs),
+        batch: 32,
+        concurrency: cfg.mail_concurrency,
+        message_id_domain: host,
+        default_from,
+    };
+    Ok((transport, relay))
+}
+
 /// Serve until `shutdown` resolves, then drain.
 pub async fn run(
     cfg: &Config,
@@ -73,8 +123,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let state = AppState::new(store.clone(), http_config(cfg), hasher(cfg)?);
+    let key = master_key(cfg)?;
+    let renderer = Arc::new(Renderer::new());
+    let (transport, relay_cfg) = relay_parts(cfg)?;
+    let mail = MailState { renderer: renderer.clone(), key: key.clone() };
+    let state = AppState::new(store.clone(), http_config(cfg), hasher(cfg)?, mail);
     let app = roster_http::router(state);
+    let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
+    let relay =
+        cfg.mail_relay.then(|| tokio::spawn(Relay::new(store.clone(), renderer, key, transport, relay_cfg).run(relay_stopped)));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = store.kind(), "roster is listening");
     let draining = Arc::new(Notify::new());
@@ -86,12 +143,21 @@ pub async fn run(
             notify.notify_one();
         });
     let timeout = Duration::from_secs(cfg.shutdown_timeout_secs);
-    tokio::select! {
-        r = server => r.context("server error")?,
+    let served = tokio::select! {
+        r = server => r.context("server error"),
         () = async { draining.notified().await; tokio::time::sleep(timeout).await } => {
             tracing::warn!(seconds = cfg.shutdown_timeout_secs, "in-flight requests did not finish in time");
+            Ok(())
         }
+    };
+    // The relay finishes the mail it is sending and hands back the rest before the database closes.
+    let _ = stop_relay.send(true);
+    if let Some(relay) = relay
+        && tokio::time::timeout(timeout, relay).await.is_err()
+    {
+        tracing::warn!("the mail relay did not stop in time; its leases expire on their own");
     }
+    served?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod connections;
+pub mod emails;
 pub mod users;
 pub mod view;
 
