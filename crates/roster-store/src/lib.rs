@@ -28,8 +28,9 @@ use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, Use
 
 pub use error::{ConflictKind, StoreError};
 pub use model::{
-    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, LogRecord,
-    NewTenant, OutboxFilter, OutboxMessage, OutboxRecord, RefreshToken, Rotation, Session, SigningKey, Tenant, UserList,
+    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, Job, LogRecord,
+    NewTenant, OutboxFilter, OutboxMessage, OutboxRecord, Redeemed, RefreshToken, Revocation, Rotation, Session, SigningKey,
+    Tenant, Ticket, UserList, ticket_kind,
 };
 use repo::Backend;
 pub use repo::UserMutation;
@@ -309,6 +310,38 @@ impl TenantStore {
     pub async fn append_effects(&self, effects: impl Into<Effects>) -> Result<()> {
         let effects = effects.into();
         self.queued(self.backend.append_effects(&self.tenant, &effects).await, &effects)
+    }
+
+    // ---- tickets and jobs ----
+
+    /// A ticket by the SHA-256 of its token, whatever its state (to tell "used" from "unknown").
+    pub async fn ticket(&self, id_hash: &str) -> Result<Option<Ticket>> {
+        self.backend.ticket(&self.tenant, id_hash).await
+    }
+    /// Redeem a ticket and apply the user change it authorizes (`mutate`, an optional new password
+    /// hash, `effects`) in one transaction; `Redeemed::Invalid` changes nothing.
+    pub async fn redeem_ticket(
+        &self,
+        id_hash: &str,
+        kind: &str,
+        now: Timestamp,
+        mutate: UserMutation,
+        new_password_hash: Option<String>,
+        effects: impl Into<Effects>,
+    ) -> Result<Redeemed> {
+        let effects = effects.into();
+        let r = self.backend.redeem_ticket(&self.tenant, id_hash, kind, now, mutate, new_password_hash, &effects).await;
+        if matches!(r, Ok(Redeemed::Done { .. })) && !effects.outbox.is_empty() {
+            self.mail_queued.notify_one();
+        }
+        r
+    }
+    pub async fn create_job(&self, job: &Job, effects: impl Into<Effects>) -> Result<()> {
+        let effects = effects.into();
+        self.queued(self.backend.create_job(&self.tenant, job, &effects).await, &effects)
+    }
+    pub async fn job(&self, id: &str) -> Result<Option<Job>> {
+        self.backend.job(&self.tenant, id).await
     }
 
     // ---- mail: outbox administration, templates, provider ----

@@ -203,16 +203,85 @@ pub struct EmailProvider {
 pub struct Effects {
     pub logs: Vec<LogEvent>,
     pub outbox: Vec<OutboxMessage>,
+    /// One-time tickets issued with the change (e.g. the verification link of a signup mail).
+    pub tickets: Vec<Ticket>,
+    /// Grants and tickets the change ends (e.g. every other session after a password change).
+    pub revocations: Vec<Revocation>,
 }
 
 impl Effects {
     pub fn log(ev: LogEvent) -> Self {
-        Self { logs: vec![ev], outbox: Vec::new() }
+        Self { logs: vec![ev], ..Self::default() }
     }
     pub fn with_mail(mut self, m: OutboxMessage) -> Self {
         self.outbox.push(m);
         self
     }
+    pub fn with_ticket(mut self, t: Ticket) -> Self {
+        self.tickets.push(t);
+        self
+    }
+    pub fn with_revocation(mut self, r: Revocation) -> Self {
+        self.revocations.push(r);
+        self
+    }
+}
+
+/// What a one-time ticket lets its holder do.
+pub mod ticket_kind {
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const EMAIL_VERIFICATION: &str = "email_verification";
+}
+
+/// A one-time ticket. The token is only in the link; the store keeps its SHA-256 (`id_hash`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id_hash: String,
+    /// One of [`ticket_kind`].
+    pub kind: String,
+    pub user_id: UserId,
+    /// The address the ticket was issued for (a verification must not confirm a later address).
+    pub email: Option<String>,
+    pub client_id: Option<String>,
+    pub result_url: Option<String>,
+    pub mark_email_verified: bool,
+    pub include_email_in_redirect: bool,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+/// Something a change ends, in its transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revocation {
+    /// Every session and refresh token of the user, except the session `keep` (by id hash) and its
+    /// refresh tokens.
+    Grants { user: UserId, keep_session: Option<String>, at: Timestamp },
+    /// Every unused ticket of this kind of the user.
+    Tickets { user: UserId, kind: String, at: Timestamp },
+}
+
+/// The outcome of redeeming a ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redeemed {
+    /// The ticket was valid; it is now used and the user change committed with it.
+    Done { ticket: Ticket, user: User },
+    /// Unknown, already used, expired, of another kind, or its user is gone: nothing changed.
+    Invalid,
+}
+
+/// An asynchronous job requested through the Management API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    /// `verification_email`, …
+    pub kind: String,
+    pub status: String,
+    pub user_id: Option<UserId>,
+    /// The mail the job queued, whose delivery is the job's progress.
+    pub outbox_id: Option<String>,
+    pub details: Value,
+    pub created_at: Timestamp,
 }
 
 impl From<LogEvent> for Effects {

@@ -6,7 +6,7 @@ use roster_domain::log::LogEvent;
 use roster_domain::user::User;
 use roster_domain::{ClientId, ConnectionId, TenantId, UserId};
 
-use crate::model::OutboxMessage;
+use crate::model::{OutboxMessage, Revocation, Ticket};
 
 /// One bound value.
 #[derive(Debug, Clone)]
@@ -71,6 +71,58 @@ pub(crate) fn outbox(t: &TenantId, m: &OutboxMessage) -> Vec<Param> {
         json(&m.payload),
         Param::Int(Some(m.created_at.millis())),
     ]
+}
+
+pub(crate) const TICKET_COLS: &str = "id_hash, kind, user_id, email, client_id, result_url, mark_email_verified, \
+     include_email_in_redirect, created_at, expires_at, used_at";
+
+pub(crate) const INSERT_TICKET: &str = "INSERT INTO tickets (tenant_id, id_hash, kind, user_id, email, client_id, result_url, \
+     mark_email_verified, include_email_in_redirect, created_at, expires_at, used_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL)";
+
+pub(crate) fn ticket(t: &TenantId, k: &Ticket) -> Vec<Param> {
+    vec![
+        text(t.as_str()),
+        text(&k.id_hash),
+        text(&k.kind),
+        text(k.user_id.as_str()),
+        opt(k.email.as_deref()),
+        opt(k.client_id.as_deref()),
+        opt(k.result_url.as_deref()),
+        Param::Bool(k.mark_email_verified),
+        Param::Bool(k.include_email_in_redirect),
+        Param::Int(Some(k.created_at.millis())),
+        Param::Int(Some(k.expires_at.millis())),
+    ]
+}
+
+/// The statements that carry out a revocation.
+pub(crate) fn revocation(t: &TenantId, r: &Revocation) -> Vec<(&'static str, Vec<Param>)> {
+    match r {
+        Revocation::Grants { user, keep_session, at } => {
+            let p = vec![
+                text(t.as_str()),
+                text(user.as_str()),
+                Param::Int(Some(at.millis())),
+                text(keep_session.as_deref().unwrap_or("")),
+            ];
+            vec![
+                (
+                    "UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND id <> $4",
+                    p.clone(),
+                ),
+                (
+                    "UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+                     AND (session_id IS NULL OR session_id <> $4)",
+                    p,
+                ),
+            ]
+        }
+        Revocation::Tickets { user, kind, at } => vec![(
+            "UPDATE tickets SET used_at = $4 WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND used_at IS NULL",
+            vec![text(t.as_str()), text(user.as_str()), text(kind), Param::Int(Some(at.millis()))],
+        )],
+    }
 }
 
 pub(crate) const UPDATE_USER: &str = "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, \

@@ -10,8 +10,8 @@ use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
 
 use crate::Result;
 use crate::model::{
-    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, LogRecord,
-    NewTenant, OutboxFilter, OutboxRecord, RefreshToken, Rotation, Session, SigningKey, Tenant, UserList,
+    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, Job, LogRecord,
+    NewTenant, OutboxFilter, OutboxRecord, Redeemed, RefreshToken, Rotation, Session, SigningKey, Tenant, Ticket, UserList,
 };
 use roster_domain::Timestamp;
 
@@ -125,5 +125,29 @@ pub(crate) trait MailRepo: Send + Sync {
     async fn delete_email_provider(&self, t: &TenantId, effects: &Effects) -> Result<bool>;
 }
 
-pub(crate) trait Backend: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo {}
-impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo> Backend for T {}
+/// One-time tickets and Management API jobs.
+#[async_trait]
+pub(crate) trait TicketRepo: Send + Sync {
+    async fn ticket(&self, t: &TenantId, id_hash: &str) -> Result<Option<Ticket>>;
+    /// Use the ticket (unused, unexpired, of `kind`) and apply the user change it authorizes, in one
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn redeem_ticket(
+        &self,
+        t: &TenantId,
+        id_hash: &str,
+        kind: &str,
+        now: Timestamp,
+        mutate: UserMutation,
+        new_password_hash: Option<String>,
+        effects: &Effects,
+    ) -> Result<Redeemed>;
+    async fn create_job(&self, t: &TenantId, job: &Job, effects: &Effects) -> Result<()>;
+    async fn job(&self, t: &TenantId, id: &str) -> Result<Option<Job>>;
+}
+
+pub(crate) trait Backend:
+    Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo
+{
+}
+impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo> Backend for T {}

@@ -13,8 +13,8 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::model::{
-    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxMessage, OutboxRecord, RefreshToken, Rotation,
-    Session, SigningKey, Tenant, UserList,
+    AuthCode, Client, ClientGrant, Connection, Effects, LogRecord, NewTenant, OutboxMessage, OutboxRecord, RefreshToken, Revocation,
+    Rotation, Session, SigningKey, Tenant, UserList,
 };
 use crate::decode::{self, Cols, string_list};
 use crate::params;
@@ -126,6 +126,14 @@ async fn insert_effects(conn: &mut Conn, t: &TenantId, e: &Effects) -> Result<()
     }
     for m in &e.outbox {
         insert_outbox(conn, t, m).await?;
+    }
+    for k in &e.tickets {
+        bind_params(sqlx::query(params::INSERT_TICKET), params::ticket(t, k)).execute(&mut *conn).await?;
+    }
+    for r in &e.revocations {
+        for (sql, ps) in params::revocation(t, r) {
+            bind_params(sqlx::query(sql), ps).execute(&mut *conn).await?;
+        }
     }
     Ok(())
 }
@@ -760,24 +768,11 @@ impl SessionRepo for SqlBackend {
     }
 
     async fn revoke_user_grants(&self, t: &TenantId, id: &UserId, keep: Option<&str>, now: Timestamp) -> Result<()> {
+        let revoke = Revocation::Grants { user: id.clone(), keep_session: keep.map(str::to_owned), at: now };
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND id <> $4")
-            .bind(t.as_str())
-            .bind(id.as_str())
-            .bind(now.millis())
-            .bind(keep.unwrap_or(""))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL \
-             AND (session_id IS NULL OR session_id <> $4)",
-        )
-        .bind(t.as_str())
-        .bind(id.as_str())
-        .bind(now.millis())
-        .bind(keep.unwrap_or(""))
-        .execute(&mut *tx)
-        .await?;
+        for (sql, ps) in params::revocation(t, &revoke) {
+            bind_params(sqlx::query(sql), ps).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -36,6 +36,7 @@ fn migrator() -> sqlx::migrate::Migrator {
 
 include!("sql_common.rs");
 include!("sql_mail.rs");
+include!("sql_tickets.rs");
 
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let base = SqliteConnectOptions::from_str(&opts.url)
@@ -163,6 +164,15 @@ fn write_effects(c: &rusqlite::Connection, t: &TenantId, e: &Effects) -> Result<
     }
     for m in &e.outbox {
         run_sql(c, &SQL.insert_outbox, &params::outbox(t, m))?;
+    }
+    // Rarer effects: the `?n` form is derived per call (the statement cache is keyed by the text).
+    for k in &e.tickets {
+        run_sql(c, &numbered(params::INSERT_TICKET), &params::ticket(t, k))?;
+    }
+    for r in &e.revocations {
+        for (sql, ps) in params::revocation(t, r) {
+            run_sql(c, &numbered(sql), &ps)?;
+        }
     }
     Ok(())
 }
