@@ -265,7 +265,7 @@ pub enum Revocation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redeemed {
     /// The ticket was valid; it is now used and the user change committed with it.
-    Done { ticket: Ticket, user: User },
+    Done { ticket: Ticket, user: Box<User> },
     /// Unknown, already used, expired, of another kind, or its user is gone: nothing changed.
     Invalid,
 }

@@ -80,7 +80,7 @@ impl TicketRepo for SqlBackend {
         match update_user_tx(&mut tx, &t, &ticket.user_id, mutate, new_password_hash, &effects).await {
             Ok(Some(user)) => {
                 tx.commit().await?;
-                Ok(Redeemed::Done { ticket, user })
+                Ok(Redeemed::Done { ticket, user: Box::new(user) })
             }
             Ok(None) => {
                 let _ = tx.rollback().await;
