@@ -343,6 +343,10 @@ impl TenantStore {
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
         self.backend.job(&self.tenant, id).await
     }
+    /// The newest `limit` password hashes the user set (see [`Effects::remember_password`]).
+    pub async fn password_history(&self, user: &UserId, limit: u32) -> Result<Vec<String>> {
+        self.backend.password_history(&self.tenant, user, limit).await
+    }
 
     // ---- mail: outbox administration, templates, provider ----
 

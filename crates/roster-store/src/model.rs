@@ -207,6 +207,8 @@ pub struct Effects {
     pub tickets: Vec<Ticket>,
     /// Grants and tickets the change ends (e.g. every other session after a password change).
     pub revocations: Vec<Revocation>,
+    /// Password hashes a user just set, remembered (newest 24) for password-history rules.
+    pub password_history: Vec<(UserId, String, Timestamp)>,
 }
 
 impl Effects {
@@ -223,6 +225,10 @@ impl Effects {
     }
     pub fn with_revocation(mut self, r: Revocation) -> Self {
         self.revocations.push(r);
+        self
+    }
+    pub fn remember_password(mut self, user: UserId, hash: String) -> Self {
+        self.password_history.push((user, hash, Timestamp::now()));
         self
     }
 }

@@ -4,7 +4,7 @@
 
 use roster_domain::log::LogEvent;
 use roster_domain::user::User;
-use roster_domain::{ClientId, ConnectionId, TenantId, UserId};
+use roster_domain::{ClientId, ConnectionId, TenantId, Timestamp, UserId};
 
 use crate::model::{OutboxMessage, Revocation, Ticket};
 
@@ -123,6 +123,21 @@ pub(crate) fn revocation(t: &TenantId, r: &Revocation) -> Vec<(&'static str, Vec
             vec![text(t.as_str()), text(user.as_str()), text(kind), Param::Int(Some(at.millis()))],
         )],
     }
+}
+
+/// Remember a password hash and keep only the newest 24 of the user's.
+pub(crate) fn remember_password(t: &TenantId, user: &UserId, hash: &str, at: Timestamp) -> Vec<(&'static str, Vec<Param>)> {
+    vec![
+        (
+            "INSERT INTO password_history (tenant_id, user_id, hash, created_at) VALUES ($1, $2, $3, $4)",
+            vec![text(t.as_str()), text(user.as_str()), text(hash), Param::Int(Some(at.millis()))],
+        ),
+        (
+            "DELETE FROM password_history WHERE tenant_id = $1 AND user_id = $2 AND created_at < (SELECT created_at \
+             FROM password_history WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at DESC LIMIT 1 OFFSET 23)",
+            vec![text(t.as_str()), text(user.as_str())],
+        ),
+    ]
 }
 
 pub(crate) const UPDATE_USER: &str = "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, \

@@ -144,6 +144,8 @@ pub(crate) trait TicketRepo: Send + Sync {
     ) -> Result<Redeemed>;
     async fn create_job(&self, t: &TenantId, job: &Job, effects: &Effects) -> Result<()>;
     async fn job(&self, t: &TenantId, id: &str) -> Result<Option<Job>>;
+    /// The newest `limit` remembered password hashes of a user, newest first.
+    async fn password_history(&self, t: &TenantId, user: &UserId, limit: u32) -> Result<Vec<String>>;
 }
 
 pub(crate) trait Backend:

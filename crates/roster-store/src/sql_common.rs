@@ -135,6 +135,11 @@ async fn insert_effects(conn: &mut Conn, t: &TenantId, e: &Effects) -> Result<()
             bind_params(sqlx::query(sql), ps).execute(&mut *conn).await?;
         }
     }
+    for (user, hash, at) in &e.password_history {
+        for (sql, ps) in params::remember_password(t, user, hash, *at) {
+            bind_params(sqlx::query(sql), ps).execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 

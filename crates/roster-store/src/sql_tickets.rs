@@ -124,4 +124,16 @@ impl TicketRepo for SqlBackend {
         .await?;
         row.as_ref().map(job_from_row).transpose()
     }
+
+    async fn password_history(&self, t: &TenantId, user: &UserId, limit: u32) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT hash FROM password_history WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(t.as_str())
+        .bind(user.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("hash")?)).collect()
+    }
 }

@@ -174,6 +174,11 @@ fn write_effects(c: &rusqlite::Connection, t: &TenantId, e: &Effects) -> Result<
             run_sql(c, &numbered(sql), &ps)?;
         }
     }
+    for (user, hash, at) in &e.password_history {
+        for (sql, ps) in params::remember_password(t, user, hash, *at) {
+            run_sql(c, &numbered(sql), &ps)?;
+        }
+    }
     Ok(())
 }
 

@@ -684,7 +684,19 @@ async fn tickets_are_single_use_and_expire(f: Fixture) {
     assert!(f.acme.session("keep", now).await.expect("read").is_some());
     assert!(f.acme.session("drop", now).await.expect("read").is_none());
 
-    // A user's tickets go with the user.
+    // Password history: newest first, 24 kept.
+    for i in 0..30 {
+        let effects = Effects::default().remember_password(id.clone(), format!("h{i}"));
+        f.acme.append_effects(effects).await.expect("remember");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let history = f.acme.password_history(&id, 100).await.expect("history");
+    assert_eq!(history.len(), 24, "trimmed to the newest 24");
+    assert_eq!((history[0].as_str(), history[23].as_str()), ("h29", "h6"));
+    assert_eq!(f.acme.password_history(&id, 3).await.expect("history"), vec!["h29", "h28", "h27"]);
+
+    // A user's tickets and history go with the user.
     assert!(f.acme.delete_user(&id, &ev()).await.expect("delete"));
+    assert!(f.acme.password_history(&id, 100).await.expect("history").is_empty());
     assert!(f.acme.ticket("hash-v").await.expect("read").is_none());
 }

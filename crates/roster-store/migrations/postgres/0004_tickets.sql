@@ -1,4 +1,4 @@
--- One-time tickets (password reset, email verification, ...) and jobs.
+-- One-time tickets (password reset, email verification, ...), jobs, and password history.
 
 -- A ticket is found by the SHA-256 of its token (the token itself is only ever in the link). It is
 -- redeemed once, by one conditional UPDATE that also checks the expiry.
@@ -33,3 +33,13 @@ CREATE TABLE jobs (
     created_at   BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
+
+-- Hashes of the passwords a user set (newest 24 kept), for connections that forbid reusing one.
+CREATE TABLE password_history (
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    user_id      TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, user_id) ON DELETE CASCADE
+);
+CREATE INDEX password_history_user ON password_history (tenant_id, user_id, created_at);
