@@ -17,7 +17,7 @@ use roster_domain::log::{LogEvent, LogType};
 use roster_store::{AuthCode, Client, Session};
 use serde::{Deserialize, Serialize};
 
-use super::{CookieSpec, cookie, esc, page, redirect};
+use super::{CookieSpec, cookie, csrf_ok, csrf_token, error_page, esc, page, redirect};
 use crate::authentication::issue::{Grant, decide};
 use crate::authentication::login::{DEFAULT_DIRECTORY, Verdict, check_credentials, record_login, refuse};
 use crate::authentication::signup::{SignupBody, register};
@@ -80,9 +80,6 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn error_page(t: &TenantCtx, status: StatusCode, message: &str) -> Response {
-    page(status, "Something went wrong", t.name.as_str(), &format!("<div class=\"error\" role=\"alert\">{}</div>", esc(message)))
-}
 
 /// `redirect_uri?{params}` (or `&` when it already has a query).
 fn back_to(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
@@ -152,9 +149,6 @@ fn session_cookie_name(state: &AppState, t: &TenantCtx) -> String {
     CookieSpec::new(&state.cfg.public_url).name(&format!("rs_{}", t.name))
 }
 
-fn csrf_cookie_name(state: &AppState) -> String {
-    CookieSpec::new(&state.cfg.public_url).name("rs_csrf")
-}
 
 /// The live session of this browser, if any.
 async fn current_session(state: &AppState, t: &TenantCtx, headers: &HeaderMap) -> Option<Session> {
@@ -222,35 +216,7 @@ pub async fn authorize(
     redirect(&format!("{}u/login?{q}", t.issuer))
 }
 
-/// The CSRF token of this browser (from its cookie, or a new one to set).
-fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    let name = csrf_cookie_name(state);
-    match cookie(headers, &name).filter(|v| v.len() >= 32) {
-        Some(v) => (v, None),
-        None => {
-            let v = URL_SAFE_NO_PAD.encode(roster_domain::secret::random_bytes(32));
-            let set = CookieSpec::new(&state.cfg.public_url).set(&name, &v, None);
-            (v, Some(set))
-        }
-    }
-}
 
-/// A form post is accepted only with the browser's CSRF token (double submit: cookie = field), and
-/// nothing in the request may say it came from elsewhere: an `Origin` other than the public URL's, or a
-/// `Sec-Fetch-Site` other than same-origin. `Origin: null` is what browsers send for a same-origin post
-/// from a page served with `Referrer-Policy: no-referrer`; the token alone decides then.
-fn csrf_ok(state: &AppState, headers: &HeaderMap, presented: &str) -> bool {
-    let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None | Some("null") => true,
-        Some(o) => {
-            let public = url::Url::parse(&state.cfg.public_url).ok().map(|u| u.origin().ascii_serialization());
-            public.as_deref() == Some(o)
-        }
-    };
-    let fetch_ok = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|s| s == "same-origin" || s == "none");
-    let cookie_ok = cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| roster_auth::secret::same(&c, presented));
-    origin_ok && fetch_ok && cookie_ok
-}
 
 struct FormPage<'a> {
     t: &'a TenantCtx,

@@ -10,6 +10,11 @@ pub mod login;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::state::AppState;
+use crate::tenant::TenantCtx;
 
 /// Escape text for HTML element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -115,6 +120,46 @@ pub fn redirect(to: &str) -> Response {
     }
     secure_headers(r.headers_mut());
     r
+}
+
+/// The name of the CSRF cookie (shared by every hosted form of every tenant).
+pub(crate) fn csrf_cookie_name(state: &AppState) -> String {
+    CookieSpec::new(&state.cfg.public_url).name("rs_csrf")
+}
+
+/// The CSRF token of this browser (from its cookie, or a new one to set).
+pub(crate) fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    let name = csrf_cookie_name(state);
+    match cookie(headers, &name).filter(|v| v.len() >= 32) {
+        Some(v) => (v, None),
+        None => {
+            let v = URL_SAFE_NO_PAD.encode(roster_domain::secret::random_bytes(32));
+            let set = CookieSpec::new(&state.cfg.public_url).set(&name, &v, None);
+            (v, Some(set))
+        }
+    }
+}
+
+/// A form post is accepted only with the browser's CSRF token (double submit: cookie = field), and
+/// nothing in the request may say it came from elsewhere: an `Origin` other than the public URL's, or a
+/// `Sec-Fetch-Site` other than same-origin. `Origin: null` is what browsers send for a same-origin post
+/// from a page served with `Referrer-Policy: no-referrer`; the token alone decides then.
+pub(crate) fn csrf_ok(state: &AppState, headers: &HeaderMap, presented: &str) -> bool {
+    let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None | Some("null") => true,
+        Some(o) => {
+            let public = url::Url::parse(&state.cfg.public_url).ok().map(|u| u.origin().ascii_serialization());
+            public.as_deref() == Some(o)
+        }
+    };
+    let fetch_ok = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|s| s == "same-origin" || s == "none");
+    let cookie_ok = cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| roster_auth::secret::same(&c, presented));
+    origin_ok && fetch_ok && cookie_ok
+}
+
+/// A page that says what went wrong (no form).
+pub(crate) fn error_page(t: &TenantCtx, status: StatusCode, message: &str) -> Response {
+    page(status, "Something went wrong", t.name.as_str(), &format!("<div class=\"error\" role=\"alert\">{}</div>", esc(message)))
 }
 
 #[cfg(test)]
