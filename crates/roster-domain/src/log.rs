@@ -43,6 +43,20 @@ pub enum LogType {
     Fertft,
     /// Success logout.
     Slo,
+    /// Success email verification.
+    Sv,
+    /// Failed email verification.
+    Fv,
+    /// Success verification email request.
+    Svr,
+    /// Success password change.
+    Scp,
+    /// Failed password change.
+    Fcp,
+    /// Success change-password request (a reset mail was queued).
+    Scpr,
+    /// Failed change-password request (e.g. unknown user).
+    Fcpr,
 }
 
 impl LogType {
@@ -65,6 +79,13 @@ impl LogType {
             Self::Sertft => "sertft",
             Self::Fertft => "fertft",
             Self::Slo => "slo",
+            Self::Sv => "sv",
+            Self::Fv => "fv",
+            Self::Svr => "svr",
+            Self::Scp => "scp",
+            Self::Fcp => "fcp",
+            Self::Scpr => "scpr",
+            Self::Fcpr => "fcpr",
         }
     }
 }
