@@ -156,6 +156,9 @@ requirement! {
     /// List queued and sent mail: mail administrators, or support staff who read users.
     ReadOutbox => ["read:email_provider", "read:users"];
     RetryOutbox => ["update:email_provider"];
+
+    CreateUserTickets => ["create:user_tickets"];
+    ReadJobs => ["read:users", "create:users", "update:users"];
 }
 
 /// A verified Management API caller holding one of `R::ANY_OF`.

@@ -15,9 +15,11 @@ pub mod management;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod passwords;
 pub mod ratelimit;
 pub mod state;
 pub mod tenant;
+pub mod tickets;
 
 use std::any::Any;
 
@@ -77,17 +79,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/t/{tenant}/api/v2/emails/outbox", get(management::emails::list_outbox))
         .route("/t/{tenant}/api/v2/emails/outbox/{id}/retry", post(management::emails::retry_outbox))
+        .route("/t/{tenant}/api/v2/tickets/password-change", post(management::tickets::password_change))
+        .route("/t/{tenant}/api/v2/tickets/email-verification", post(management::tickets::email_verification))
+        .route("/t/{tenant}/api/v2/jobs/verification-email", post(management::tickets::verification_email_job))
+        .route("/t/{tenant}/api/v2/jobs/{id}", get(management::tickets::get_job))
         .route("/t/{tenant}/api/v2/openapi.json", get(openapi::serve))
         .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
     let authentication = Router::new()
         .route("/t/{tenant}/oauth/token", post(authentication::token::token))
         .route("/t/{tenant}/dbconnections/signup", post(authentication::signup::signup))
+        .route("/t/{tenant}/dbconnections/change_password", post(authentication::change_password::change_password))
         .route("/t/{tenant}/.well-known/openid-configuration", get(oidc::discovery))
         .route("/t/{tenant}/.well-known/jwks.json", get(oidc::jwks))
         .route("/t/{tenant}/userinfo", get(oidc::userinfo))
         .route("/t/{tenant}/authorize", get(pages::login::authorize))
         .route("/t/{tenant}/u/login", get(pages::login::login_page).post(pages::login::login_submit))
         .route("/t/{tenant}/u/signup", get(pages::login::signup_page).post(pages::login::signup_submit))
+        .route("/t/{tenant}/u/reset-password", get(pages::reset::reset_page).post(pages::reset::reset_submit))
+        .route("/t/{tenant}/u/email-verification", get(pages::reset::verify_page).post(pages::reset::verify_submit))
         .route("/t/{tenant}/v2/logout", get(pages::login::logout));
     Router::new()
         .route("/healthz", get(healthz))

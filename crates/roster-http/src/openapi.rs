@@ -10,7 +10,7 @@ use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
 use crate::extract::MgmtTenant;
-use crate::management::{clients, connections, emails, users};
+use crate::management::{clients, connections, emails, tickets, users};
 
 struct BearerAuth;
 
@@ -35,17 +35,22 @@ impl Modify for BearerAuth {
           connections::update_connection, connections::delete_connection,
           emails::get_provider, emails::create_provider, emails::update_provider, emails::delete_provider,
           emails::create_template, emails::get_template, emails::put_template, emails::patch_template,
-          emails::list_outbox, emails::retry_outbox),
+          emails::list_outbox, emails::retry_outbox,
+          tickets::password_change, tickets::email_verification, tickets::verification_email_job, tickets::get_job),
     components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody,
                        clients::ClientSchema, clients::CreateClientBody, clients::UpdateClientBody,
                        connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody,
                        emails::EmailProviderSchema, emails::CreateProviderBody, emails::UpdateProviderBody,
-                       emails::EmailTemplateSchema, emails::TemplateBody, emails::OutboxSchema)),
+                       emails::EmailTemplateSchema, emails::TemplateBody, emails::OutboxSchema,
+                       tickets::PasswordChangeTicketBody, tickets::EmailVerificationTicketBody, tickets::TicketSchema,
+                       tickets::VerificationJobBody, tickets::JobSchema, tickets::IdentityRef)),
     modifiers(&BearerAuth),
     tags((name = "Users", description = "Users and their metadata"),
          (name = "Clients", description = "Applications (OAuth clients); secrets are shown only at creation and rotation"),
          (name = "Connections", description = "Database connections and their options"),
-         (name = "Emails", description = "The email provider, email templates and the outbox of queued and sent mail"))
+         (name = "Emails", description = "The email provider, email templates and the outbox of queued and sent mail"),
+         (name = "Tickets", description = "One-time password-change and email-verification links"),
+         (name = "Jobs", description = "Asynchronous work: verification emails"))
 )]
 pub struct ManagementApi;
 

@@ -28,6 +28,13 @@ pub struct HttpConfig {
     pub id_token_lifetime: i64,
     /// Lifetime of refresh tokens, in seconds (absolute, per rotation family member).
     pub refresh_token_lifetime: i64,
+    /// Lifetime of the link in a reset mail a user asked for (`/dbconnections/change_password`, hosted
+    /// page), unless the tenant's `reset_email` template sets `urlLifetimeInSeconds`.
+    pub reset_ticket_lifetime: i64,
+    /// Lifetime of the link in a verification mail, unless `verify_email` sets one.
+    pub verification_ticket_lifetime: i64,
+    /// Reset requests accepted per IP and email address per hour (per node).
+    pub reset_requests_per_hour: u32,
 }
 
 impl HttpConfig {
@@ -41,6 +48,9 @@ impl HttpConfig {
             max_body_bytes: 1024 * 1024,
             id_token_lifetime: 36_000,
             refresh_token_lifetime: 30 * 86_400,
+            reset_ticket_lifetime: 3600,
+            verification_ticket_lifetime: 432_000,
+            reset_requests_per_hour: 5,
         }
     }
 }
@@ -70,6 +80,8 @@ pub struct State {
     pub tenants: Arc<TenantCache>,
     pub hasher: PasswordHasher,
     pub rate: Arc<RateLimiter>,
+    /// Password-reset requests per tenant, IP and address.
+    pub reset_limiter: Arc<RateLimiter>,
     pub logs: LogSink,
     pub mail: MailState,
     /// A hash of a random password with the configured parameters: verified against when the user does
@@ -81,6 +93,9 @@ impl AppState {
     pub fn new(store: Store, cfg: HttpConfig, hasher: PasswordHasher, mail: MailState) -> Self {
         let tenants = Arc::new(TenantCache::new(store.clone(), cfg.public_url.clone()));
         let rate = Arc::new(RateLimiter::new(cfg.management_rate_limit));
+        let per_hour = cfg.reset_requests_per_hour.max(1);
+        let reset_limiter =
+            Arc::new(RateLimiter::new(RateLimitConfig { per_second: f64::from(per_hour) / 3600.0, burst: per_hour }));
         let logs = LogSink::start(store.clone());
         Self(Arc::new(State {
             store,
@@ -88,6 +103,7 @@ impl AppState {
             tenants,
             hasher,
             rate,
+            reset_limiter,
             logs,
             mail,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),

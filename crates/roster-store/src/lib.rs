@@ -357,10 +357,11 @@ impl TenantStore {
     pub async fn outbox_row(&self, id: &str) -> Result<Option<OutboxRecord>> {
         self.backend.outbox_row(&self.tenant, id).await
     }
-    /// Queue a dead or suppressed row again; false when there is no such row in that state.
-    pub async fn retry_outbox(&self, id: &str, now: Timestamp, effects: impl Into<Effects>) -> Result<bool> {
+    /// Queue a dead or suppressed row again; the row as the retry left it, or `None` when there is no
+    /// such row in that state.
+    pub async fn retry_outbox(&self, id: &str, now: Timestamp, effects: impl Into<Effects>) -> Result<Option<OutboxRecord>> {
         let r = self.backend.retry_outbox(&self.tenant, id, now, &effects.into()).await;
-        if matches!(r, Ok(true)) {
+        if matches!(r, Ok(Some(_))) {
             self.mail_queued.notify_one();
         }
         r

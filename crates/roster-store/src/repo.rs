@@ -114,8 +114,8 @@ pub(crate) trait MailRepo: Send + Sync {
     async fn release_outbox(&self, owner: &str, ids: &[(TenantId, String)]) -> Result<u64>;
     async fn list_outbox(&self, t: &TenantId, filter: &OutboxFilter, limit: u32) -> Result<Vec<OutboxRecord>>;
     async fn outbox_row(&self, t: &TenantId, id: &str) -> Result<Option<OutboxRecord>>;
-    /// Put a dead or suppressed row back in the queue with a fresh attempt count.
-    async fn retry_outbox(&self, t: &TenantId, id: &str, now: Timestamp, effects: &Effects) -> Result<bool>;
+    /// Put a dead or suppressed row back in the queue with a fresh attempt count; the row as it now is.
+    async fn retry_outbox(&self, t: &TenantId, id: &str, now: Timestamp, effects: &Effects) -> Result<Option<OutboxRecord>>;
     async fn email_template(&self, t: &TenantId, name: &str) -> Result<Option<EmailTemplate>>;
     /// Insert (`create`: a duplicate is a conflict) or replace a template.
     async fn put_email_template(&self, t: &TenantId, tpl: &EmailTemplate, create: bool, effects: &Effects) -> Result<()>;

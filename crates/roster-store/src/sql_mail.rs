@@ -181,23 +181,25 @@ impl MailRepo for SqlBackend {
         row.as_ref().map(outbox_record).transpose()
     }
 
-    async fn retry_outbox(&self, t: &TenantId, id: &str, now: Timestamp, effects: &Effects) -> Result<bool> {
+    async fn retry_outbox(&self, t: &TenantId, id: &str, now: Timestamp, effects: &Effects) -> Result<Option<OutboxRecord>> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        let done = sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
-             WHERE tenant_id = $1 AND id = $2 AND status IN ('dead', 'suppressed')",
-        )
+             WHERE tenant_id = $1 AND id = $2 AND status IN ('dead', 'suppressed') RETURNING {OUTBOX_COLS}"
+        )))
         .bind(t.as_str())
         .bind(id)
         .bind(now.millis())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let Some(row) = row else {
+            let _ = tx.rollback().await;
+            return Ok(None);
+        };
+        let record = outbox_record(&row)?;
         insert_effects(&mut tx, t, effects).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(record))
     }
 
     async fn email_template(&self, t: &TenantId, name: &str) -> Result<Option<EmailTemplate>> {

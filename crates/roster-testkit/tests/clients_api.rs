@@ -351,7 +351,7 @@ async fn connections_crud(app: TestApp) {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     assert_eq!(
         without(default.clone(), &["id"]),
-        json!({"name": DB, "strategy": "auth0", "options": {"requires_username": false, "disable_signup": false}, "enabled_clients": []})
+        json!({"name": DB, "strategy": "auth0", "options": {"requires_username": false, "disable_signup": false, "passwordPolicy": "nist"}, "enabled_clients": []})
     );
     assert!(default["id"].as_str().expect("id").starts_with("con_"));
 

@@ -70,6 +70,12 @@ pub struct Config {
     pub mail_lease_secs: u64,
     pub mail_send_timeout_secs: u64,
     pub mail_concurrency: usize,
+    /// Lifetime of the link in a password-reset mail a user asked for (templates may override).
+    pub reset_link_lifetime_secs: i64,
+    /// Lifetime of the link in a verification mail (templates may override).
+    pub verification_link_lifetime_secs: i64,
+    /// Password-reset requests accepted per IP and email address per hour, per node.
+    pub reset_requests_per_hour: u32,
 }
 
 impl Default for Config {
@@ -107,6 +113,9 @@ impl Default for Config {
             mail_lease_secs: 120,
             mail_send_timeout_secs: 30,
             mail_concurrency: 4,
+            reset_link_lifetime_secs: 3600,
+            verification_link_lifetime_secs: 432_000,
+            reset_requests_per_hour: 5,
         }
     }
 }
@@ -221,6 +230,14 @@ impl Config {
         }
         if self.mail_max_attempts < 1 || self.mail_concurrency < 1 || self.mail_poll_interval_ms < 10 {
             bail!("mail_max_attempts, mail_concurrency must be ≥ 1 and mail_poll_interval_ms ≥ 10");
+        }
+        if !(60..=30 * 86_400).contains(&self.reset_link_lifetime_secs)
+            || !(60..=30 * 86_400).contains(&self.verification_link_lifetime_secs)
+        {
+            bail!("link lifetimes must be between 60 seconds and 30 days");
+        }
+        if self.reset_requests_per_hour < 1 {
+            bail!("reset_requests_per_hour must be ≥ 1");
         }
         if self.mail_lease_secs <= self.mail_send_timeout_secs {
             bail!("mail_lease_secs must be longer than mail_send_timeout_secs");

@@ -62,7 +62,7 @@ pub fn build(name: TenantName, public_url: &str) -> Result<(NewTenant, TenantCre
         id: ConnectionId::new_random(),
         name: DEFAULT_CONNECTION.into(),
         strategy: "auth0".into(),
-        options: json!({ "requires_username": false, "disable_signup": false }),
+        options: json!({ "requires_username": false, "disable_signup": false, "passwordPolicy": "nist" }),
         created_at: now,
     };
     let tenant = NewTenant {

@@ -1,5 +1,6 @@
 //! The Authentication API: `/oauth/token` and `/dbconnections/*`, with Auth0's error bodies.
 
+pub mod change_password;
 pub mod code;
 pub mod issue;
 pub mod login;

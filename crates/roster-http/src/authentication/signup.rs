@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use roster_domain::log::{LogEvent, LogType};
 use roster_domain::metadata::{Metadata, MetadataKind};
 use roster_domain::user::{NewUser, User, bounded, parse_phone, parse_picture, parse_username};
-use roster_domain::{ClientId, Email, Password, Timestamp, UserId};
+use roster_domain::{ClientId, Email, Timestamp, UserId};
 use roster_store::{ConflictKind, Effects, OutboxMessage, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -31,35 +31,26 @@ pub struct SignupError {
 }
 
 impl SignupError {
-    fn new(status: StatusCode, name: &str, code: &str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, name: &str, code: &str, description: impl Into<String>) -> Self {
         let description = description.into();
         Self { status, body: json!({"name": name, "code": code, "description": description, "statusCode": status.as_u16()}) }
     }
-    fn bad(code: &str, description: impl Into<String>) -> Self {
+    pub(crate) fn bad(code: &str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequestError", code, description)
     }
     fn invalid_signup() -> Self {
         Self::bad("invalid_signup", "Invalid sign up")
     }
-    /// Password policy failure with the rule that failed (full policies arrive with the reset issue).
-    fn weak_password(min: usize) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            body: json!({
-                "name": "PasswordStrengthError",
-                "message": "Password is too weak",
-                "code": "invalid_password",
-                "description": {
-                    "rules": [{"message": "At least %d characters in length", "format": [min], "code": "lengthAtLeast", "verified": false}],
-                    "verified": false
-                },
-                "policy": format!("* At least {min} characters in length"),
-                "statusCode": 400
-            }),
-        }
-    }
     fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "internal_error", "Internal error")
+    }
+    pub(crate) fn too_many_requests() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsError",
+            "too_many_requests",
+            "Too many requests, try again later.",
+        )
     }
 }
 
@@ -222,8 +213,6 @@ pub async fn register(
         None => None,
     };
     let raw_password = body.password.ok_or_else(|| SignupError::bad("invalid_body", "Missing required property: password"))?;
-    let min = state.cfg.min_password_length;
-    let password = Password::new_with_min(raw_password, min).map_err(|_| SignupError::weak_password(min))?;
     let text = |field: &str, v: Option<String>, max: usize| {
         v.map(|s| bounded(field, s, max)).transpose().map_err(|e| SignupError::bad("invalid_body", e.message()))
     };
@@ -260,6 +249,13 @@ pub async fn register(
         user.picture = Some(picture);
     }
     user.user_metadata = user_metadata;
+    let password =
+        crate::passwords::check_new(state, tenant, &connection, &user, raw_password, false).await.map_err(|r| match r {
+            crate::passwords::Refusal::Policy { body, .. } => SignupError { status: StatusCode::BAD_REQUEST, body },
+            crate::passwords::Refusal::Unavailable(e) => e.into(),
+            crate::passwords::Refusal::Store(e) => e.into(),
+            crate::passwords::Refusal::TooLong => SignupError::bad("invalid_password", r.summary()),
+        })?;
     // Hash first, on both paths: a taken address must not answer faster.
     let password_hash = state.hasher.hash(password).await?;
     let event = |kind: LogType, description: &str| {
@@ -276,12 +272,12 @@ pub async fn register(
     let mail_payload = json!({"client_id": client.client_id, "connection": connection.name});
     let mut ss = event(LogType::Ss, "Successful signup");
     ss.user_id = Some(user_id.clone());
-    let effects = Effects::log(ss).with_mail(OutboxMessage::new(
-        "verify_email",
-        email.as_str(),
-        Some(user_id.clone()),
-        mail_payload.clone(),
-    ));
+    let mut effects = Effects::log(ss).remember_password(user_id.clone(), password_hash.clone());
+    if let Some((ticket, mail)) =
+        crate::tickets::verification(state, tenant, &user, Some(client.client_id.as_str()), &connection.name).await?
+    {
+        effects = effects.with_ticket(ticket).with_mail(mail);
+    }
     let new = NewUser { user, password_hash: Some(password_hash) };
     match tenant.store.create_user(&new, effects).await {
         Ok(()) => Ok(signup_response(user_id.local(), &new.user)),

@@ -578,18 +578,17 @@ pub async fn retry_outbox(auth: Authorized<RetryOutbox>, Path(path): Path<Outbox
         return Err(not_found());
     }
     let ev = api_event(&auth, LogType::Sapi, "Retry an email");
-    if !store.retry_outbox(&path.id, Timestamp::now(), &ev).await? {
-        return match store.outbox_row(&path.id).await? {
+    match store.retry_outbox(&path.id, Timestamp::now(), &ev).await? {
+        Some(row) => Ok(Json(outbox_json(&row)).into_response()),
+        None => match store.outbox_row(&path.id).await? {
             None => Err(not_found()),
             Some(r) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("Only dead or suppressed messages can be retried; this one is {}.", r.status),
                 Some("invalid_message_state"),
             )),
-        };
+        },
     }
-    let row = store.outbox_row(&path.id).await?.ok_or_else(not_found)?;
-    Ok(Json(outbox_json(&row)).into_response())
 }
 
 #[cfg(test)]

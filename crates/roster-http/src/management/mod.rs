@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod connections;
 pub mod emails;
+pub mod tickets;
 pub mod users;
 pub mod view;
 

@@ -11,7 +11,8 @@ use roster_domain::log::LogType;
 use roster_domain::metadata::{Metadata, MetadataKind};
 use roster_domain::query::{Page, PagingError, Sort, UserQuery};
 use roster_domain::user::{NewUser, User, UserPatch, bounded, parse_phone, parse_picture, parse_username};
-use roster_domain::{Email, Password, Timestamp, UserId};
+use roster_domain::{Email, Timestamp, UserId};
+use roster_store::Effects;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -21,6 +22,7 @@ use super::view::{Projection, UserView, default_picture, user_body, user_json};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Authorized, CreateUsers, DeleteUsers, Principal, ReadUsers, Subject, UpdateUsers};
 use crate::state::AppState;
+use crate::{passwords, tickets};
 
 /// Query of `GET /users`. Values are taken as strings and validated here so every mistake gets a
 /// precise 400 instead of a generic parse failure.
@@ -225,8 +227,6 @@ pub async fn create_user(
     }
     let email = Email::parse(body.email.as_deref().ok_or_else(|| missing("email"))?)?;
     let password_raw = body.password.ok_or_else(|| missing("password"))?;
-    let password = Password::new_with_min(password_raw, state.cfg.min_password_length)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message(), Some("invalid_password")))?;
     let user_id = match body.user_id.as_deref() {
         Some(id) => UserId::database_with(id)?,
         None => UserId::new_database(),
@@ -260,6 +260,8 @@ pub async fn create_user(
     user.user_metadata = user_metadata.unwrap_or_default();
     user.app_metadata = app_metadata.unwrap_or_default();
     user.blocked = body.blocked.unwrap_or(false);
+    let password =
+        passwords::check_new(&state, tenant, &connection, &user, password_raw, false).await.map_err(password_refused)?;
     // Hash before opening any transaction: the hash is the slow part and must not hold a lock.
     let password_hash = state.hasher.hash(password).await?;
     let mut ev = api_event(&auth, LogType::Sapi, "Create a User");
@@ -267,8 +269,16 @@ pub async fn create_user(
     ev.user_name = user.email.as_ref().map(|e| e.to_string());
     ev.connection = Some(connection.name.clone());
     ev.connection_id = Some(connection.id.clone());
+    let mut effects = Effects::log(ev).remember_password(user.user_id.clone(), password_hash.clone());
+    // Auth0: a verification mail unless the address is already verified or the caller says not to.
+    if !user.email_verified
+        && body.verify_email != Some(false)
+        && let Some((ticket, mail)) = tickets::verification(&state, tenant, &user, None, &connection.name).await?
+    {
+        effects = effects.with_ticket(ticket).with_mail(mail);
+    }
     let new = NewUser { user, password_hash: Some(password_hash) };
-    match tenant.store.create_user(&new, &ev).await {
+    match tenant.store.create_user(&new, effects).await {
         Ok(()) => {}
         Err(roster_store::StoreError::Conflict(kind)) => {
             record_failure(&state, &auth, "Create a User").await;
@@ -282,6 +292,20 @@ pub async fn create_user(
         Err(e) => return Err(e.into()),
     }
     Ok((StatusCode::CREATED, Json(UserView(&new.user))).into_response())
+}
+
+/// A refused new password, as the Management API reports it.
+fn password_refused(r: passwords::Refusal) -> ApiError {
+    match r {
+        passwords::Refusal::Unavailable(e) => e.into(),
+        passwords::Refusal::Store(e) => e.into(),
+        passwords::Refusal::Policy { body, .. } => {
+            let name = body["name"].as_str().unwrap_or("PasswordStrengthError").to_owned();
+            let message = body["message"].as_str().unwrap_or("Password is too weak").to_owned();
+            ApiError::new(StatusCode::BAD_REQUEST, format!("{name}: {message}"), Some("invalid_password"))
+        }
+        passwords::Refusal::TooLong => ApiError::new(StatusCode::BAD_REQUEST, r.summary(), Some("invalid_password")),
+    }
 }
 
 /// `fapi`: a Management write that was refused after authorization (conflict, validation).
@@ -347,22 +371,48 @@ pub async fn update_user(
     }
     let mut patch = UserPatch::parse(body, limits)?;
     check_patch_fields(&auth, &patch.fields())?;
-    let password_hash = match patch.password.take() {
-        Some(raw) => {
-            let pw = Password::new_with_min(raw, state.cfg.min_password_length)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message(), Some("invalid_password")))?;
-            // Keep the marker so `apply` records `last_password_reset`.
-            patch.password = Some(String::new());
-            Some(state.hasher.hash(pw).await?)
-        }
-        None => None,
-    };
+    let t = &auth.tenant;
     let mut ev = api_event(&auth, LogType::Sapi, "Update a User");
     ev.user_id = Some(id.clone());
     ev.details = json!({ "fields": patch.fields() });
+    let mut effects = Effects::log(ev);
+    let new_email = patch.email.clone().filter(|_| patch.verify_email == Some(true));
+    // A new password or a verification mail needs the user as stored (policy context, connection).
+    let current = if patch.password.is_some() || new_email.is_some() {
+        Some(t.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?)
+    } else {
+        None
+    };
+    let password_hash = match (patch.password.take(), &current) {
+        (Some(raw), Some(user)) => {
+            let connection = t.store.connection(&user.connection_id).await?.ok_or_else(ApiError::not_found_user)?;
+            let pw = passwords::check_new(&state, t, &connection, user, raw, true).await.map_err(password_refused)?;
+            // Keep the marker so `apply` records `last_password_reset`.
+            patch.password = Some(String::new());
+            let hash = state.hasher.hash(pw).await?;
+            let mut scp = api_event(&auth, LogType::Scp, "Password changed through the Management API");
+            scp.user_id = Some(id.clone());
+            let after = crate::pages::reset::after_password_change(&state, t, user, &connection.name, hash.clone(), None, scp);
+            effects.logs.extend(after.logs);
+            effects.outbox.extend(after.outbox);
+            effects.revocations.extend(after.revocations);
+            effects.password_history.extend(after.password_history);
+            Some(hash)
+        }
+        _ => None,
+    };
+    if let (Some(email), Some(user)) = (new_email, &current) {
+        // The mail goes to the new address and the ticket verifies that address only.
+        let mut draft = user.clone();
+        draft.email = Some(email);
+        let connection = t.store.connection(&user.connection_id).await?.map(|c| c.name).unwrap_or_default();
+        if let Some((ticket, mail)) = tickets::verification(&state, t, &draft, None, &connection).await? {
+            effects = effects.with_ticket(ticket).with_mail(mail);
+        }
+    }
     let now = Timestamp::now();
     let result =
-        auth.tenant.store.update_user(&id, Box::new(move |u: &mut User| u.apply(&patch, limits, now)), password_hash, &ev).await;
+        t.store.update_user(&id, Box::new(move |u: &mut User| u.apply(&patch, limits, now)), password_hash, effects).await;
     match result {
         Ok(Some(user)) => Ok(Json(UserView(&user)).into_response()),
         Ok(None) => Err(ApiError::not_found_user()),

@@ -8,7 +8,7 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,7 +17,7 @@ use roster_domain::log::{LogEvent, LogType};
 use roster_store::{AuthCode, Client, Session};
 use serde::{Deserialize, Serialize};
 
-use super::{CookieSpec, cookie, csrf_ok, csrf_token, error_page, esc, page, redirect};
+use super::{CookieSpec, cookie, csrf_ok, csrf_token, error_page, esc, notice, page, redirect, with_cookie};
 use crate::authentication::issue::{Grant, decide};
 use crate::authentication::login::{DEFAULT_DIRECTORY, Verdict, check_credentials, record_login, refuse};
 use crate::authentication::signup::{SignupBody, register};
@@ -79,7 +79,6 @@ impl IntoResponse for Refusal {
         }
     }
 }
-
 
 /// `redirect_uri?{params}` (or `&` when it already has a query).
 fn back_to(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
@@ -149,7 +148,6 @@ fn session_cookie_name(state: &AppState, t: &TenantCtx) -> String {
     CookieSpec::new(&state.cfg.public_url).name(&format!("rs_{}", t.name))
 }
 
-
 /// The live session of this browser, if any.
 async fn current_session(state: &AppState, t: &TenantCtx, headers: &HeaderMap) -> Option<Session> {
     let value = cookie(headers, &session_cookie_name(state, t))?;
@@ -216,8 +214,6 @@ pub async fn authorize(
     redirect(&format!("{}u/login?{q}", t.issuer))
 }
 
-
-
 struct FormPage<'a> {
     t: &'a TenantCtx,
     csrf: &'a str,
@@ -225,17 +221,6 @@ struct FormPage<'a> {
     error: Option<&'a str>,
     info: Option<&'a str>,
     email: &'a str,
-}
-
-fn notice(error: Option<&str>, info: Option<&str>) -> String {
-    let mut out = String::new();
-    if let Some(e) = error {
-        out.push_str(&format!("<div class=\"error\" role=\"alert\">{}</div>", esc(e)));
-    }
-    if let Some(i) = info {
-        out.push_str(&format!("<div class=\"info\" role=\"status\">{}</div>", esc(i)));
-    }
-    out
 }
 
 fn login_form(f: &FormPage<'_>, status: StatusCode) -> Response {
@@ -274,13 +259,6 @@ fn signup_form(f: &FormPage<'_>, status: StatusCode) -> Response {
         email = esc(f.email),
     );
     page(status, "Sign up", f.t.name.as_str(), &body)
-}
-
-fn with_cookie(mut r: Response, set: Option<HeaderValue>) -> Response {
-    if let Some(c) = set {
-        r.headers_mut().append(header::SET_COOKIE, c);
-    }
-    r
 }
 
 /// `GET /t/{tenant}/u/login`

@@ -7,6 +7,7 @@
 //! nothing user-supplied is ever interpreted as markup.
 
 pub mod login;
+pub mod reset;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -155,6 +156,26 @@ pub(crate) fn csrf_ok(state: &AppState, headers: &HeaderMap, presented: &str) ->
     let fetch_ok = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|s| s == "same-origin" || s == "none");
     let cookie_ok = cookie(headers, &csrf_cookie_name(state)).is_some_and(|c| roster_auth::secret::same(&c, presented));
     origin_ok && fetch_ok && cookie_ok
+}
+
+/// An error and/or an information box, escaped.
+pub(crate) fn notice(error: Option<&str>, info: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(e) = error {
+        out.push_str(&format!("<div class=\"error\" role=\"alert\">{}</div>", esc(e)));
+    }
+    if let Some(i) = info {
+        out.push_str(&format!("<div class=\"info\" role=\"status\">{}</div>", esc(i)));
+    }
+    out
+}
+
+/// `r` with a cookie set, when there is one to set.
+pub(crate) fn with_cookie(mut r: Response, set: Option<HeaderValue>) -> Response {
+    if let Some(c) = set {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
 }
 
 /// A page that says what went wrong (no form).
