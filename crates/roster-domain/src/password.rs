@@ -1,7 +1,7 @@
 //! A password as typed by its owner: a secret that never prints and never serializes.
 //!
-//! Length is counted in Unicode code points (NIST 800-63B); the upper bound protects the hasher
-//! from oversized inputs (a 1 MiB "password" must be refused before any hashing).
+//! The upper bound protects the hasher from oversized inputs (a 1 MiB "password" must be refused
+//! before any hashing). What a *new* password must be is the connection's policy (`policy.rs`).
 
 use std::fmt;
 
@@ -17,17 +17,6 @@ impl Password {
     pub fn for_verification(s: String) -> Result<Self, ValidationError> {
         if s.is_empty() || s.len() > Self::MAX_BYTES {
             return Err(ValidationError::new("Password is too long or empty"));
-        }
-        Ok(Self(s))
-    }
-
-    /// Accept a *new* password: at least `min_chars` code points, at most `MAX_BYTES` bytes.
-    pub fn new_with_min(s: String, min_chars: usize) -> Result<Self, ValidationError> {
-        if s.len() > Self::MAX_BYTES {
-            return Err(ValidationError::new("PasswordStrengthError: Password is too long"));
-        }
-        if s.chars().count() < min_chars {
-            return Err(ValidationError::new("PasswordStrengthError: Password is too weak"));
         }
         Ok(Self(s))
     }
@@ -58,11 +47,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn length_rules() {
-        assert!(Password::new_with_min("1234567".into(), 8).is_err());
-        assert!(Password::new_with_min("12345678".into(), 8).is_ok());
-        assert!(Password::new_with_min("ééééééé😀".into(), 8).is_ok(), "counts code points, not bytes");
-        assert!(Password::new_with_min("x".repeat(5000), 8).is_err());
+    fn size_rules() {
+        assert!(Password::for_verification(String::new()).is_err());
+        assert!(Password::for_verification("x".repeat(Password::MAX_BYTES)).is_ok());
+        assert!(Password::for_verification("x".repeat(Password::MAX_BYTES + 1)).is_err());
         assert_eq!(format!("{:?}", Password::for_verification("hunter2".into()).ok()), "Some(Password(****))");
     }
 }

@@ -18,8 +18,6 @@ pub struct HttpConfig {
     pub public_url: String,
     pub metadata_limits: MetadataLimits,
     pub management_rate_limit: RateLimitConfig,
-    /// Minimum password length until per-connection policies arrive.
-    pub min_password_length: usize,
     /// Lifetime of client-credentials access tokens, in seconds.
     pub access_token_lifetime: i64,
     /// Largest request body accepted, in bytes.
@@ -43,7 +41,6 @@ impl HttpConfig {
             public_url: public_url.into().trim_end_matches('/').to_owned(),
             metadata_limits: MetadataLimits::default(),
             management_rate_limit: RateLimitConfig::default(),
-            min_password_length: 8,
             access_token_lifetime: 86_400,
             max_body_bytes: 1024 * 1024,
             id_token_lifetime: 36_000,

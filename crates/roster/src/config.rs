@@ -45,7 +45,6 @@ pub struct Config {
     /// Hashing threads; 0 = one per core.
     pub hash_threads: usize,
     pub hash_queue: usize,
-    pub min_password_length: usize,
     pub access_token_lifetime_secs: i64,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_timeout_secs: u64,
@@ -98,7 +97,6 @@ impl Default for Config {
             argon2_parallelism: 1,
             hash_threads: 0,
             hash_queue: 256,
-            min_password_length: 8,
             access_token_lifetime_secs: 86_400,
             shutdown_timeout_secs: 30,
             bootstrap_default_tenant: true,
@@ -214,8 +212,8 @@ impl Config {
         if self.management_rate_limit <= 0.0 || self.management_rate_burst == 0 {
             bail!("management rate limit must be positive");
         }
-        if self.min_password_length < 1 || self.access_token_lifetime_secs < 60 {
-            bail!("min_password_length must be ≥ 1 and access_token_lifetime_secs ≥ 60");
+        if self.access_token_lifetime_secs < 60 {
+            bail!("access_token_lifetime_secs must be ≥ 60");
         }
         if let Some(url) = self.smtp_url.as_deref().filter(|u| !u.is_empty()) {
             roster_mail::SmtpSettings::from_url(url).map_err(|e| anyhow::anyhow!("smtp_url: {e}"))?;

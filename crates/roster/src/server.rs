@@ -37,7 +37,6 @@ pub fn http_config(cfg: &Config) -> HttpConfig {
     let mut h = HttpConfig::new(cfg.public_url());
     h.metadata_limits = MetadataLimits { max_bytes: cfg.metadata_max_bytes, max_depth: cfg.metadata_max_depth };
     h.management_rate_limit = RateLimitConfig { per_second: cfg.management_rate_limit, burst: cfg.management_rate_burst };
-    h.min_password_length = cfg.min_password_length;
     h.access_token_lifetime = cfg.access_token_lifetime_secs;
     h.reset_ticket_lifetime = cfg.reset_link_lifetime_secs;
     h.verification_ticket_lifetime = cfg.verification_link_lifetime_secs;
