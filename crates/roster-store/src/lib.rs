@@ -28,9 +28,9 @@ use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, Timestamp, Use
 
 pub use error::{ConflictKind, StoreError};
 pub use model::{
-    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, Job, LogRecord,
-    NewTenant, OutboxFilter, OutboxMessage, OutboxRecord, Redeemed, RefreshToken, Revocation, Rotation, Session, SigningKey,
-    Tenant, Ticket, UserList, ticket_kind,
+    AttackCounter, AuthCode, Charge, ClaimedMail, Client, ClientGrant, Connection, CounterScope, Delivery, Effects,
+    EmailProvider, EmailTemplate, Job, LogRecord, NewTenant, OutboxFilter, OutboxMessage, OutboxRecord, Redeemed, RefreshToken,
+    Revocation, Rotation, Session, SigningKey, Tenant, Ticket, UserList, ticket_kind,
 };
 use repo::Backend;
 pub use repo::UserMutation;
@@ -346,6 +346,35 @@ impl TenantStore {
     /// The newest `limit` password hashes the user set (see [`Effects::remember_password`]).
     pub async fn password_history(&self, user: &UserId, limit: u32) -> Result<Vec<String>> {
         self.backend.password_history(&self.tenant, user, limit).await
+    }
+
+    // ---- attack protection ----
+
+    pub async fn counter(&self, kind: &str, key: &str) -> Result<Option<AttackCounter>> {
+        self.backend.counter(&self.tenant, kind, key).await
+    }
+    /// Count one event atomically (every node shares the count); the counter as it now is.
+    pub async fn charge(&self, c: &Charge) -> Result<AttackCounter> {
+        self.backend.charge(&self.tenant, c).await
+    }
+    /// True (and recorded) unless a notification for this counter went out less than `min_interval` ago.
+    pub async fn mark_notified(&self, kind: &str, key: &str, now: Timestamp, min_interval: Duration) -> Result<bool> {
+        let ms = i64::try_from(min_interval.as_millis()).unwrap_or(i64::MAX / 4);
+        self.backend.mark_notified(&self.tenant, kind, key, now, ms).await
+    }
+    /// Blocked counters of `scope` whose window started after `since`.
+    pub async fn blocked_counters(&self, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>> {
+        self.backend.blocked_counters(&self.tenant, scope, since).await
+    }
+    /// Delete the counters of `scope` (lifting their blocks); how many there were.
+    pub async fn clear_counters(&self, scope: &CounterScope, effects: impl Into<Effects>) -> Result<u64> {
+        self.backend.clear_counters(&self.tenant, scope, &effects.into()).await
+    }
+    pub async fn attack_settings(&self, kind: &str) -> Result<Option<serde_json::Value>> {
+        self.backend.attack_settings(&self.tenant, kind).await
+    }
+    pub async fn put_attack_settings(&self, kind: &str, settings: &serde_json::Value, effects: impl Into<Effects>) -> Result<()> {
+        self.backend.put_attack_settings(&self.tenant, kind, settings, &effects.into()).await
     }
 
     // ---- mail: outbox administration, templates, provider ----

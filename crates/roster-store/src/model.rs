@@ -358,3 +358,50 @@ pub enum Rotation {
     /// Unknown or expired.
     Invalid,
 }
+
+/// A shared attack-protection counter (a login identifier, possibly with an IP, or an IP alone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackCounter {
+    /// `login`, `ip_login` or `ip_signup`.
+    pub kind: String,
+    pub key: String,
+    pub identifier: Option<String>,
+    pub ip: Option<String>,
+    pub connection: Option<String>,
+    pub user_id: Option<UserId>,
+    pub count: i64,
+    pub window_start: Timestamp,
+    pub last_at: Timestamp,
+    /// When the count reached the limit.
+    pub blocked_at: Option<Timestamp>,
+    pub notified_at: Option<Timestamp>,
+}
+
+/// One event counted against a counter.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    pub kind: String,
+    pub key: String,
+    pub identifier: Option<String>,
+    pub ip: Option<String>,
+    pub connection: Option<String>,
+    pub user_id: Option<UserId>,
+    pub now: Timestamp,
+    /// A counter whose window started this long ago starts again from 1.
+    pub window_ms: i64,
+    /// The count at which the counter is blocked.
+    pub limit: i64,
+}
+
+/// Which counters to clear.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CounterScope {
+    /// One counter.
+    Key { kind: String, key: String },
+    /// Every login counter of this (lowercased) identifier.
+    Identifier(String),
+    /// Every login counter of this user.
+    User(UserId),
+    /// Every counter of this IP (any kind).
+    Ip(String),
+}

@@ -10,10 +10,12 @@ use roster_domain::{ClientId, ConnectionId, TenantId, TenantName, UserId};
 
 use crate::Result;
 use crate::model::{
-    AuthCode, ClaimedMail, Client, ClientGrant, Connection, Delivery, Effects, EmailProvider, EmailTemplate, Job, LogRecord,
-    NewTenant, OutboxFilter, OutboxRecord, Redeemed, RefreshToken, Rotation, Session, SigningKey, Tenant, Ticket, UserList,
+    AttackCounter, AuthCode, Charge, ClaimedMail, Client, ClientGrant, Connection, CounterScope, Delivery, Effects,
+    EmailProvider, EmailTemplate, Job, LogRecord, NewTenant, OutboxFilter, OutboxRecord, Redeemed, RefreshToken, Rotation,
+    Session, SigningKey, Tenant, Ticket, UserList,
 };
 use roster_domain::Timestamp;
+use serde_json::Value;
 
 /// Edits a user in place inside the store's transaction; an `Err` aborts the transaction.
 pub type UserMutation = Box<dyn FnOnce(&mut User) -> std::result::Result<(), ValidationError> + Send>;
@@ -148,8 +150,26 @@ pub(crate) trait TicketRepo: Send + Sync {
     async fn password_history(&self, t: &TenantId, user: &UserId, limit: u32) -> Result<Vec<String>>;
 }
 
+/// Attack-protection counters (shared by every node) and settings.
+#[async_trait]
+pub(crate) trait AttackRepo: Send + Sync {
+    async fn counter(&self, t: &TenantId, kind: &str, key: &str) -> Result<Option<AttackCounter>>;
+    /// Count one event atomically; the counter as it now is.
+    async fn charge(&self, t: &TenantId, c: &Charge) -> Result<AttackCounter>;
+    /// Record a notification unless one was sent less than `min_interval_ms` ago; true when recorded.
+    async fn mark_notified(&self, t: &TenantId, kind: &str, key: &str, now: Timestamp, min_interval_ms: i64) -> Result<bool>;
+    /// Blocked counters of a scope whose window started after `since`.
+    async fn blocked_counters(&self, t: &TenantId, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>>;
+    async fn clear_counters(&self, t: &TenantId, scope: &CounterScope, effects: &Effects) -> Result<u64>;
+    async fn attack_settings(&self, t: &TenantId, kind: &str) -> Result<Option<Value>>;
+    async fn put_attack_settings(&self, t: &TenantId, kind: &str, settings: &Value, effects: &Effects) -> Result<()>;
+}
+
 pub(crate) trait Backend:
-    Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo
+    Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo + AttackRepo
 {
 }
-impl<T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo> Backend for T {}
+impl<T> Backend for T where
+    T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo + AttackRepo
+{
+}

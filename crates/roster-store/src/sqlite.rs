@@ -37,6 +37,7 @@ fn migrator() -> sqlx::migrate::Migrator {
 include!("sql_common.rs");
 include!("sql_mail.rs");
 include!("sql_tickets.rs");
+include!("sql_attack.rs");
 
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let base = SqliteConnectOptions::from_str(&opts.url)

@@ -413,6 +413,7 @@ roster_testkit::on_store_backends! {
     outbox_race => concurrent_relays_never_share_a_row;
     mail_settings => email_templates_and_provider;
     tickets => tickets_are_single_use_and_expire;
+    attack => attack_counters_are_atomic_windowed_and_scoped;
 }
 
 fn queued(n: usize) -> roster_store::Effects {
@@ -698,4 +699,73 @@ async fn tickets_are_single_use_and_expire(f: Fixture) {
     assert!(f.acme.delete_user(&id, &ev()).await.expect("delete"));
     assert!(f.acme.password_history(&id, 100).await.expect("history").is_empty());
     assert!(f.acme.ticket("hash-v").await.expect("read").is_none());
+}
+
+/// Attack counters: 100 concurrent charges see 100 distinct counts (so at most `limit` see one within
+/// the limit), the block is stamped when the limit is reached, windows restart, notifications are
+/// rate-limited, and blocks are listed and cleared by identifier, user and key.
+async fn attack_counters_are_atomic_windowed_and_scoped(f: Fixture) {
+    use roster_store::{Charge, CounterScope};
+    let now = Timestamp::now();
+    let user = UserId::new_database();
+    let charge = move |key: &str, ip: &str, at: Timestamp| Charge {
+        kind: "login".into(),
+        key: key.into(),
+        identifier: Some("victim@example.com".into()),
+        ip: Some(ip.into()),
+        connection: Some("Username-Password-Authentication".into()),
+        user_id: Some(user.clone()),
+        now: at,
+        window_ms: 30 * 86_400_000,
+        limit: 10,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (acme, c) = (f.acme.clone(), charge("victim@example.com|10.0.0.1", "10.0.0.1", now));
+        tasks.push(tokio::spawn(async move { acme.charge(&c).await.expect("charge").count }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("join"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=100).collect::<Vec<_>>(), "every attempt sees its own count");
+    let c = f.acme.counter("login", "victim@example.com|10.0.0.1").await.expect("read").expect("exists");
+    assert!(c.blocked_at.is_some() && c.count == 100);
+    // Another IP is another counter (no lockout of the real user from elsewhere).
+    let other = f.acme.charge(&charge("victim@example.com|10.0.0.2", "10.0.0.2", now)).await.expect("charge");
+    assert_eq!((other.count, other.blocked_at), (1, None));
+    // A window that is over starts again.
+    let later = Timestamp::from_millis(now.millis() + 30 * 86_400_000 + 1);
+    let fresh = f.acme.charge(&charge("victim@example.com|10.0.0.1", "10.0.0.1", later)).await.expect("charge");
+    assert_eq!((fresh.count, fresh.blocked_at), (1, None));
+    for _ in 0..9 {
+        f.acme.charge(&charge("victim@example.com|10.0.0.1", "10.0.0.1", later)).await.expect("charge");
+    }
+    // One notification per interval.
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(f.acme.mark_notified("login", "victim@example.com|10.0.0.1", later, hour).await.expect("n"));
+    assert!(!f.acme.mark_notified("login", "victim@example.com|10.0.0.1", later, hour).await.expect("n"));
+    let in_2h = Timestamp::from_millis(later.millis() + 7_200_000);
+    assert!(f.acme.mark_notified("login", "victim@example.com|10.0.0.1", in_2h, hour).await.expect("n"));
+    // Listing and clearing.
+    let since = Timestamp::from_millis(later.millis() - 30 * 86_400_000);
+    let by_id = f.acme.blocked_counters(&CounterScope::Identifier("Victim@Example.com".into()), since).await.expect("list");
+    assert_eq!(by_id.iter().map(|c| c.ip.as_deref()).collect::<Vec<_>>(), vec![Some("10.0.0.1")]);
+    let by_user = f.acme.blocked_counters(&CounterScope::User(c.user_id.clone().expect("user")), since).await.expect("list");
+    assert_eq!(by_user.len(), 1);
+    assert_eq!(f.acme.clear_counters(&CounterScope::Identifier("victim@example.com".into()), &ev()).await.expect("clear"), 2);
+    assert!(f.acme.counter("login", "victim@example.com|10.0.0.2").await.expect("read").is_none());
+    let ip = Charge { kind: "ip_login".into(), key: "10.9.9.9".into(), identifier: None, ..charge("x", "10.9.9.9", now) };
+    f.acme.charge(&ip).await.expect("charge");
+    assert_eq!(f.acme.clear_counters(&CounterScope::Ip("10.9.9.9".into()), &ev()).await.expect("clear"), 1);
+    assert_eq!(
+        f.acme.clear_counters(&CounterScope::Key { kind: "login".into(), key: "none".into() }, &ev()).await.expect("c"),
+        0
+    );
+    // Settings.
+    assert_eq!(f.acme.attack_settings("brute-force-protection").await.expect("read"), None);
+    f.acme.put_attack_settings("brute-force-protection", &json!({"max_attempts": 3}), &ev()).await.expect("put");
+    f.acme.put_attack_settings("brute-force-protection", &json!({"max_attempts": 5}), &ev()).await.expect("put");
+    assert_eq!(f.acme.attack_settings("brute-force-protection").await.expect("read"), Some(json!({"max_attempts": 5})));
 }

@@ -1,0 +1,29 @@
+-- Attack protection: per-tenant settings and the counters brute-force protection and suspicious-IP
+-- throttling share. Counters live in the database so every node sees the same count; a count is
+-- charged by one atomic upsert before any password is hashed.
+
+CREATE TABLE attack_protection (
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    kind         TEXT NOT NULL,      -- brute-force-protection | suspicious-ip-throttling
+    settings     JSONB NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind)
+);
+
+CREATE TABLE attack_counters (
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    kind          TEXT NOT NULL,     -- login (identifier[+ip]) | ip_login | ip_signup
+    key           TEXT NOT NULL,
+    identifier    TEXT,              -- lowercased login identifier (login counters)
+    ip            TEXT,
+    connection    TEXT,
+    user_id       TEXT,
+    count         BIGINT NOT NULL,
+    window_start  BIGINT NOT NULL,
+    last_at       BIGINT NOT NULL,
+    blocked_at    BIGINT,
+    notified_at   BIGINT,
+    PRIMARY KEY (tenant_id, kind, key)
+);
+CREATE INDEX attack_counters_identifier ON attack_counters (tenant_id, identifier);
+CREATE INDEX attack_counters_user ON attack_counters (tenant_id, user_id);

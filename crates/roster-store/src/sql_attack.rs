@@ -1,0 +1,157 @@
+// Attack-protection counters and settings. Included after `sql_common.rs` by `sqlite.rs` and
+// `postgres.rs`.
+//
+// A charge is one upsert that increments (or restarts, when its window is over) and returns the count,
+// so concurrent attempts on any number of nodes each see a distinct count: of N parallel attempts at
+// most `limit` see a count within the limit.
+
+use crate::model::{AttackCounter, Charge, CounterScope};
+use crate::repo::AttackRepo;
+
+const COUNTER_COLS: &str =
+    "kind, key, identifier, ip, connection, user_id, count, window_start, last_at, blocked_at, notified_at";
+
+fn counter_from_row(r: &DbRow) -> Result<AttackCounter> {
+    Ok(AttackCounter {
+        kind: r.try_get("kind")?,
+        key: r.try_get("key")?,
+        identifier: r.try_get("identifier")?,
+        ip: r.try_get("ip")?,
+        connection: r.try_get("connection")?,
+        user_id: r.try_get::<Option<String>, _>("user_id")?.map(UserId::from_trusted),
+        count: r.try_get("count")?,
+        window_start: Timestamp::from_millis(r.try_get("window_start")?),
+        last_at: Timestamp::from_millis(r.try_get("last_at")?),
+        blocked_at: r.try_get::<Option<i64>, _>("blocked_at")?.map(Timestamp::from_millis),
+        notified_at: r.try_get::<Option<i64>, _>("notified_at")?.map(Timestamp::from_millis),
+    })
+}
+
+#[async_trait]
+impl AttackRepo for SqlBackend {
+    async fn counter(&self, t: &TenantId, kind: &str, key: &str) -> Result<Option<AttackCounter>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COUNTER_COLS} FROM attack_counters WHERE tenant_id = $1 AND kind = $2 AND key = $3"
+        )))
+        .bind(t.as_str())
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(counter_from_row).transpose()
+    }
+
+    async fn charge(&self, t: &TenantId, c: &Charge) -> Result<AttackCounter> {
+        // $8 now, $9 window, $10 limit. "Expired" = the window started at or before now - window.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO attack_counters (tenant_id, kind, key, identifier, ip, connection, user_id, count, window_start, \
+             last_at, blocked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, CASE WHEN 1 >= $10 THEN $8 ELSE NULL END) \
+             ON CONFLICT (tenant_id, kind, key) DO UPDATE SET \
+             count = CASE WHEN attack_counters.window_start <= $8 - $9 THEN 1 ELSE attack_counters.count + 1 END, \
+             blocked_at = CASE WHEN attack_counters.window_start <= $8 - $9 THEN (CASE WHEN 1 >= $10 THEN $8 ELSE NULL END) \
+                WHEN attack_counters.blocked_at IS NOT NULL THEN attack_counters.blocked_at \
+                WHEN attack_counters.count + 1 >= $10 THEN $8 ELSE NULL END, \
+             notified_at = CASE WHEN attack_counters.window_start <= $8 - $9 THEN NULL ELSE attack_counters.notified_at END, \
+             window_start = CASE WHEN attack_counters.window_start <= $8 - $9 THEN $8 ELSE attack_counters.window_start END, \
+             user_id = COALESCE(excluded.user_id, attack_counters.user_id), \
+             last_at = $8 \
+             RETURNING {COUNTER_COLS}"
+        )))
+        .bind(t.as_str())
+        .bind(&c.kind)
+        .bind(&c.key)
+        .bind(&c.identifier)
+        .bind(&c.ip)
+        .bind(&c.connection)
+        .bind(c.user_id.as_ref().map(UserId::as_str))
+        .bind(c.now.millis())
+        .bind(c.window_ms)
+        .bind(c.limit)
+        .fetch_one(&self.write)
+        .await?;
+        counter_from_row(&row)
+    }
+
+    async fn mark_notified(&self, t: &TenantId, kind: &str, key: &str, now: Timestamp, min_interval_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE attack_counters SET notified_at = $4 WHERE tenant_id = $1 AND kind = $2 AND key = $3 \
+             AND (notified_at IS NULL OR notified_at <= $4 - $5)",
+        )
+        .bind(t.as_str())
+        .bind(kind)
+        .bind(key)
+        .bind(now.millis())
+        .bind(min_interval_ms)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn blocked_counters(&self, t: &TenantId, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>> {
+        let (clause, value) = scope_clause(scope);
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COUNTER_COLS} FROM attack_counters WHERE tenant_id = $1 AND {clause} \
+             AND blocked_at IS NOT NULL AND window_start > $3 ORDER BY blocked_at, key"
+        )))
+        .bind(t.as_str())
+        .bind(value.0)
+        .bind(since.millis())
+        .bind(value.1)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(counter_from_row).collect()
+    }
+
+    async fn clear_counters(&self, t: &TenantId, scope: &CounterScope, effects: &Effects) -> Result<u64> {
+        let (clause, value) = scope_clause(scope);
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        // `$3 = 0`: every scoped statement binds $2–$4 in the same order (both engines want each bound
+        // parameter used).
+        let done = sqlx::query(AssertSqlSafe(format!("DELETE FROM attack_counters WHERE tenant_id = $1 AND {clause} AND $3 = 0")))
+            .bind(t.as_str())
+            .bind(value.0)
+            .bind(0_i64)
+            .bind(value.1)
+            .execute(&mut *tx)
+            .await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn attack_settings(&self, t: &TenantId, kind: &str) -> Result<Option<Value>> {
+        let row = sqlx::query("SELECT settings FROM attack_protection WHERE tenant_id = $1 AND kind = $2")
+            .bind(t.as_str())
+            .bind(kind)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| Ok(r.try_get::<Json<Value>, _>("settings")?.0)).transpose()
+    }
+
+    async fn put_attack_settings(&self, t: &TenantId, kind: &str, settings: &Value, effects: &Effects) -> Result<()> {
+        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        sqlx::query(
+            "INSERT INTO attack_protection (tenant_id, kind, settings, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, kind) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+        )
+        .bind(t.as_str())
+        .bind(kind)
+        .bind(Json(settings))
+        .bind(Timestamp::now().millis())
+        .execute(&mut *tx)
+        .await?;
+        insert_effects(&mut tx, t, effects).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The condition of a scope over `$2` and `$4` (`$3` is the statement's own), and their values.
+fn scope_clause(scope: &CounterScope) -> (&'static str, (String, String)) {
+    match scope {
+        CounterScope::Key { kind, key } => ("kind = $2 AND key = $4", (kind.clone(), key.clone())),
+        CounterScope::Identifier(i) => ("kind = $2 AND identifier = $4", ("login".into(), i.to_lowercase())),
+        CounterScope::User(u) => ("kind = $2 AND user_id = $4", ("login".into(), u.as_str().to_owned())),
+        CounterScope::Ip(ip) => ("ip = $4 AND $2 = $2", (String::new(), ip.clone())),
+    }
+}
