@@ -57,6 +57,10 @@ pub enum LogType {
     Scpr,
     /// Failed change-password request (e.g. unknown user).
     Fcpr,
+    /// Too many failed login attempts: the identifier (and IP) is blocked.
+    LimitWc,
+    /// A brute-force block was released (user blocked by too many attempts, now unblocked).
+    Ublkdu,
 }
 
 impl LogType {
@@ -86,6 +90,8 @@ impl LogType {
             Self::Fcp => "fcp",
             Self::Scpr => "scpr",
             Self::Fcpr => "fcpr",
+            Self::LimitWc => "limit_wc",
+            Self::Ublkdu => "ublkdu",
         }
     }
 }

@@ -158,6 +158,8 @@ requirement! {
     RetryOutbox => ["update:email_provider"];
 
     CreateUserTickets => ["create:user_tickets"];
+    ReadAttackProtection => ["read:attack_protection"];
+    UpdateAttackProtection => ["update:attack_protection"];
     ReadJobs => ["read:users", "create:users", "update:users"];
 }
 

@@ -7,6 +7,7 @@
 //! This crate must never put internal error text in a response body, nor a token, secret or password
 //! in a log line.
 
+pub mod attack;
 pub mod authentication;
 pub mod error;
 pub mod extract;
@@ -83,6 +84,18 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/api/v2/tickets/email-verification", post(management::tickets::email_verification))
         .route("/t/{tenant}/api/v2/jobs/verification-email", post(management::tickets::verification_email_job))
         .route("/t/{tenant}/api/v2/jobs/{id}", get(management::tickets::get_job))
+        .route(
+            "/t/{tenant}/api/v2/attack-protection/brute-force-protection",
+            get(management::attack::get_brute_force).patch(management::attack::patch_brute_force_settings),
+        )
+        .route(
+            "/t/{tenant}/api/v2/user-blocks",
+            get(management::attack::list_by_identifier).delete(management::attack::delete_by_identifier),
+        )
+        .route(
+            "/t/{tenant}/api/v2/user-blocks/{id}",
+            get(management::attack::list_by_user).delete(management::attack::delete_by_user),
+        )
         .route("/t/{tenant}/api/v2/openapi.json", get(openapi::serve))
         .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
     let authentication = Router::new()

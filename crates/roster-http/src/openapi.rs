@@ -10,7 +10,7 @@ use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
 use crate::extract::MgmtTenant;
-use crate::management::{clients, connections, emails, tickets, users};
+use crate::management::{attack, clients, connections, emails, tickets, users};
 
 struct BearerAuth;
 
@@ -36,21 +36,26 @@ impl Modify for BearerAuth {
           emails::get_provider, emails::create_provider, emails::update_provider, emails::delete_provider,
           emails::create_template, emails::get_template, emails::put_template, emails::patch_template,
           emails::list_outbox, emails::retry_outbox,
-          tickets::password_change, tickets::email_verification, tickets::verification_email_job, tickets::get_job),
+          tickets::password_change, tickets::email_verification, tickets::verification_email_job, tickets::get_job,
+          attack::get_brute_force, attack::patch_brute_force_settings, attack::list_by_identifier, attack::delete_by_identifier,
+          attack::list_by_user, attack::delete_by_user),
     components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody,
                        clients::ClientSchema, clients::CreateClientBody, clients::UpdateClientBody,
                        connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody,
                        emails::EmailProviderSchema, emails::CreateProviderBody, emails::UpdateProviderBody,
                        emails::EmailTemplateSchema, emails::TemplateBody, emails::OutboxSchema,
                        tickets::PasswordChangeTicketBody, tickets::EmailVerificationTicketBody, tickets::TicketSchema,
-                       tickets::VerificationJobBody, tickets::JobSchema, tickets::IdentityRef)),
+                       tickets::VerificationJobBody, tickets::JobSchema, tickets::IdentityRef,
+                       attack::BruteForceSchema, attack::BlocksSchema)),
     modifiers(&BearerAuth),
     tags((name = "Users", description = "Users and their metadata"),
          (name = "Clients", description = "Applications (OAuth clients); secrets are shown only at creation and rotation"),
          (name = "Connections", description = "Database connections and their options"),
          (name = "Emails", description = "The email provider, email templates and the outbox of queued and sent mail"),
          (name = "Tickets", description = "One-time password-change and email-verification links"),
-         (name = "Jobs", description = "Asynchronous work: verification emails"))
+         (name = "Jobs", description = "Asynchronous work: verification emails"),
+         (name = "Attack protection", description = "Brute-force protection settings"),
+         (name = "User blocks", description = "Brute-force blocks (an identifier from an IP), listed and lifted"))
 )]
 pub struct ManagementApi;
 

@@ -265,6 +265,8 @@ pub enum Revocation {
     Grants { user: UserId, keep_session: Option<String>, at: Timestamp },
     /// Every unused ticket of this kind of the user.
     Tickets { user: UserId, kind: String, at: Timestamp },
+    /// Every brute-force counter (and so every block) of the user's logins.
+    LoginBlocks { user: UserId },
 }
 
 /// The outcome of redeeming a ticket.

@@ -27,12 +27,26 @@ pub fn blocked() -> OAuthError {
     OAuthError::new(StatusCode::UNAUTHORIZED, "unauthorized", "user is blocked")
 }
 
+pub fn too_many_attempts() -> OAuthError {
+    OAuthError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "Your account has been blocked after multiple consecutive login attempts. We've sent you an email with instructions on how to unblock it.",
+    )
+}
+
 /// Outcome of checking a username and password against a connection.
 pub enum Verdict {
-    Ok { user: Box<User>, hash: String },
+    Ok {
+        user: Box<User>,
+        hash: String,
+    },
     UnknownUser,
     WrongPassword(Box<User>),
     Blocked(Box<User>),
+    /// Brute-force protection: too many consecutive failures for this identifier (and IP); no hash
+    /// was computed.
+    TooManyAttempts(Option<Box<User>>),
 }
 
 /// Look the user up and verify the password, always computing exactly one hash.
@@ -48,6 +62,22 @@ pub async fn check_credentials(
         Some(c) if c.strategy == "auth0" => ctx.tenant.store.user_by_login(&c.id, identifier).await?,
         _ => None,
     };
+    let bf = match &connection {
+        Some(_) => crate::attack::BruteForce::from_settings(&crate::attack::brute_force_settings(ctx.tenant).await?),
+        None => crate::attack::BruteForce::from_settings(&serde_json::json!({"enabled": false})),
+    };
+    let gate = crate::attack::gate(
+        ctx.tenant,
+        &bf,
+        identifier,
+        ctx.ip.as_deref(),
+        connection_name,
+        found.as_ref().map(|(u, _)| &u.user_id),
+    )
+    .await?;
+    if matches!(gate, crate::attack::Gate::Blocked) {
+        return Ok(Verdict::TooManyAttempts(found.map(|(u, _)| Box::new(u))));
+    }
     let (user, hash) = match found {
         Some((u, Some(h))) => (Some(u), h),
         _ => (None, state.dummy_hash().await?),
@@ -64,6 +94,11 @@ pub async fn check_credentials(
             false
         }
     };
+    if ok && let crate::attack::Gate::Counted { key, .. } = &gate {
+        // Failures must be consecutive: a success starts the count again.
+        let scope = roster_store::CounterScope::Key { kind: crate::attack::LOGIN.into(), key: key.clone() };
+        ctx.tenant.store.clear_counters(&scope, Effects::default()).await?;
+    }
     Ok(match (user, ok) {
         (None, _) => Verdict::UnknownUser,
         (Some(u), false) => Verdict::WrongPassword(Box::new(u)),
@@ -84,6 +119,9 @@ pub async fn refuse(
         Verdict::UnknownUser => (LogType::Fu, "Wrong email or password.", None, wrong_credentials()),
         Verdict::WrongPassword(u) => (LogType::Fp, "Wrong email or password.", Some(u), wrong_credentials()),
         Verdict::Blocked(u) => (LogType::F, "user is blocked", Some(u), blocked()),
+        Verdict::TooManyAttempts(u) => {
+            (LogType::LimitWc, "Too many failed login attempts: blocked", u.as_ref(), too_many_attempts())
+        }
         Verdict::Ok { .. } => return OAuthError::server_error(),
     };
     let mut ev = LogEvent::new(kind, description);

@@ -1,6 +1,7 @@
 //! The Management API (`/t/{tenant}/api/v2/...`): Auth0-compatible resources for back ends holding an
 //! M2M token (and, for their own profile, end users holding a user-scoped token).
 
+pub mod attack;
 pub mod clients;
 pub mod connections;
 pub mod emails;

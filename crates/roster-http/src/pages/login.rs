@@ -355,10 +355,12 @@ pub async fn login_submit(
         Verdict::Ok { user, hash } => (user, hash),
         other => {
             let e = refuse(&ctx, &other, &connection, &username, Some(&v.client)).await;
-            let message = if matches!(other, Verdict::Blocked(_)) {
-                "Your account has been blocked. Contact the administrator of this application."
-            } else {
-                "Wrong email or password."
+            let message = match other {
+                Verdict::Blocked(_) => "Your account has been blocked. Contact the administrator of this application.",
+                Verdict::TooManyAttempts(_) => {
+                    "Too many failed attempts: logins to this account from your network are blocked for now. Reset your password or wait."
+                }
+                _ => "Wrong email or password.",
             };
             return login_form(&form_page(&t, &csrf, &req_q, &username, message), e.status);
         }

@@ -1,0 +1,174 @@
+//! `/api/v2/attack-protection/brute-force-protection` and `/api/v2/user-blocks…`, in Auth0's shapes.
+//!
+//! User blocks are the brute-force blocks (an identifier, from an IP); lifting one never touches the
+//! admin `blocked` flag of the user. Only machine tokens reach these routes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use roster_domain::log::LogType;
+use roster_domain::{Timestamp, UserId};
+use roster_store::{AttackCounter, CounterScope, Effects};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::api_event;
+use super::clients::{invalid, machine_only};
+use super::users::ErrorBody;
+use crate::attack::{BLOCK_WINDOW_MS, BRUTE_FORCE, brute_force_settings, patch_brute_force};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, Authorized, ReadAttackProtection, ReadUsers, UpdateAttackProtection, UpdateUsers};
+use crate::state::AppState;
+
+/// Brute-force protection settings.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BruteForceSchema {
+    enabled: bool,
+    /// `block`, `user_notification`.
+    shields: Vec<String>,
+    /// `count_per_identifier_and_ip` (default) or `count_per_identifier`.
+    mode: String,
+    /// IP addresses or CIDR ranges never counted.
+    allowlist: Vec<String>,
+    /// 1–100 (default 10).
+    max_attempts: u32,
+}
+
+/// The tenant's brute-force protection settings.
+#[utoipa::path(get, path = "/attack-protection/brute-force-protection", tag = "Attack protection",
+    responses((status = 200, body = BruteForceSchema), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read:attack_protection"])))]
+pub async fn get_brute_force(auth: Authorized<ReadAttackProtection>) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    Ok(Json(brute_force_settings(&auth.tenant).await?).into_response())
+}
+
+/// Change brute-force protection settings (given properties replace).
+#[utoipa::path(patch, path = "/attack-protection/brute-force-protection", tag = "Attack protection",
+    request_body = BruteForceSchema,
+    responses((status = 200, body = BruteForceSchema), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
+    security(("bearer" = ["update:attack_protection"])))]
+pub async fn patch_brute_force_settings(
+    auth: Authorized<UpdateAttackProtection>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    let current = brute_force_settings(&auth.tenant).await?;
+    let updated = patch_brute_force(&current, body).map_err(invalid)?;
+    let ev = api_event(&auth, LogType::Sapi, "Update brute-force protection settings");
+    auth.tenant.store.put_attack_settings(BRUTE_FORCE, &updated, &ev).await?;
+    Ok(Json(updated).into_response())
+}
+
+fn blocked_for(counters: &[AttackCounter]) -> Value {
+    let list: Vec<Value> =
+        counters.iter().map(|c| json!({ "identifier": c.identifier, "ip": c.ip, "connection": c.connection })).collect();
+    json!({ "blocked_for": list })
+}
+
+fn since() -> Timestamp {
+    Timestamp::from_millis(Timestamp::now().millis() - BLOCK_WINDOW_MS)
+}
+
+/// Query of `/user-blocks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IdentifierQuery {
+    /// Email, username or phone number the blocks are for.
+    pub identifier: Option<String>,
+    /// Ignored (Auth0 compatibility).
+    pub consider_brute_force_enablement: Option<String>,
+}
+
+/// `{"blocked_for":[{"identifier","ip","connection"}]}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BlocksSchema {
+    #[schema(value_type = Vec<Object>)]
+    blocked_for: Vec<Value>,
+}
+
+fn identifier(q: IdentifierQuery) -> Result<String, ApiError> {
+    q.identifier
+        .filter(|i| !i.is_empty() && i.len() <= 512)
+        .ok_or_else(|| ApiError::invalid_query("Query validation error: 'Missing required property: identifier'."))
+}
+
+/// Brute-force blocks of an identifier.
+#[utoipa::path(get, path = "/user-blocks", tag = "User blocks", params(IdentifierQuery),
+    responses((status = 200, body = BlocksSchema), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read:users"])))]
+pub async fn list_by_identifier(
+    auth: Authorized<ReadUsers>,
+    ApiQuery(q): ApiQuery<IdentifierQuery>,
+) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    let scope = CounterScope::Identifier(identifier(q)?);
+    Ok(Json(blocked_for(&auth.tenant.store.blocked_counters(&scope, since()).await?)).into_response())
+}
+
+/// Lift the brute-force blocks of an identifier (the user's `blocked` flag is untouched).
+#[utoipa::path(delete, path = "/user-blocks", tag = "User blocks", params(IdentifierQuery),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["update:users"])))]
+pub async fn delete_by_identifier(
+    auth: Authorized<UpdateUsers>,
+    ApiQuery(q): ApiQuery<IdentifierQuery>,
+) -> Result<StatusCode, ApiError> {
+    machine_only(&auth)?;
+    let id = identifier(q)?;
+    let mut ev = api_event(&auth, LogType::Ublkdu, "Brute-force blocks lifted by an administrator");
+    ev.user_name = Some(id.clone());
+    auth.tenant.store.clear_counters(&CounterScope::Identifier(id), Effects::log(ev)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `/t/{tenant}/api/v2/user-blocks/{id}`
+#[derive(Debug, Deserialize)]
+pub struct BlockPath {
+    pub id: String,
+}
+
+/// Brute-force blocks of a user.
+#[utoipa::path(get, path = "/user-blocks/{id}", tag = "User blocks", params(("id" = String, Path, description = "user_id")),
+    responses((status = 200, body = BlocksSchema), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read:users"])))]
+pub async fn list_by_user(auth: Authorized<ReadUsers>, Path(path): Path<BlockPath>) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    let id = UserId::parse(&path.id).map_err(|_| ApiError::not_found_user())?;
+    auth.tenant.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?;
+    Ok(Json(blocked_for(&auth.tenant.store.blocked_counters(&CounterScope::User(id), since()).await?)).into_response())
+}
+
+/// Lift the brute-force blocks of a user.
+#[utoipa::path(delete, path = "/user-blocks/{id}", tag = "User blocks", params(("id" = String, Path, description = "user_id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["update:users"])))]
+pub async fn delete_by_user(
+    State(_state): State<AppState>,
+    auth: Authorized<UpdateUsers>,
+    Path(path): Path<BlockPath>,
+) -> Result<StatusCode, ApiError> {
+    machine_only(&auth)?;
+    let id = UserId::parse(&path.id).map_err(|_| ApiError::not_found_user())?;
+    let user = auth.tenant.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?;
+    let mut ev = api_event(&auth, LogType::Ublkdu, "Brute-force blocks lifted by an administrator");
+    ev.user_id = Some(id.clone());
+    // The user's counters, and those of its addresses counted before the user was known.
+    let store = &auth.tenant.store;
+    store.clear_counters(&CounterScope::User(id), Effects::log(ev)).await?;
+    if let Some(email) = user.email.as_ref() {
+        store.clear_counters(&CounterScope::Identifier(email.as_str().to_owned()), Effects::default()).await?;
+    }
+    if let Some(username) = user.username.as_ref() {
+        store.clear_counters(&CounterScope::Identifier(username.clone()), Effects::default()).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

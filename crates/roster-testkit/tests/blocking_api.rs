@@ -1,0 +1,209 @@
+//! Brute-force protection through the real server, on SQLite and PostgreSQL: the threshold (T16), a
+//! synchronised burst (T17), no lockout of the real user from another address (T19, clients bound to
+//! other loopback addresses), the user-blocks API, the allowlist, and blocks cleared by a password
+//! change.
+
+use std::net::IpAddr;
+
+use roster_testkit::{TestApp, enc, on_both_backends};
+use serde_json::{Value, json};
+
+on_both_backends! {
+    threshold => threshold_blocks_the_pair_not_the_user;
+    burst => a_parallel_burst_evaluates_at_most_max_attempts;
+    settings => settings_are_validated_and_allowlist_is_honoured;
+}
+
+const DB: &str = "Username-Password-Authentication";
+const GOOD: &str = "correct horse battery";
+
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(ip.parse::<IpAddr>().expect("ip")).build().expect("client")
+}
+
+async fn login_from(app: &TestApp, http: &reqwest::Client, email: &str, password: &str) -> (u16, Value) {
+    let resp = http
+        .post(app.url("/t/acme/oauth/token"))
+        .form(&[
+            ("grant_type", "http://auth0.com/oauth/grant-type/password-realm"),
+            ("realm", DB),
+            ("username", email),
+            ("password", password),
+            ("client_id", &app.creds.default_app.client_id),
+            ("client_secret", &app.creds.default_app.client_secret),
+        ])
+        .send()
+        .await
+        .expect("token");
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn mgmt(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.http.request(method, app.api(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn threshold_blocks_the_pair_not_the_user(app: TestApp) {
+    use reqwest::Method;
+    let token = app.token().await;
+    let user = app.create_user(&token, "victim@example.com").await;
+    let id = user["user_id"].as_str().expect("id").to_owned();
+    let (s, _) =
+        mgmt(&app, Method::PATCH, "/attack-protection/brute-force-protection", &token, Some(json!({"max_attempts": 3}))).await;
+    assert_eq!(s, 200);
+    let attacker = client_from("127.0.0.1");
+    let victim = client_from("127.0.0.2");
+    for _ in 0..3 {
+        assert_eq!(login_from(&app, &attacker, "victim@example.com", "wrong guess").await.0, 403);
+    }
+    let (s, b) = login_from(&app, &attacker, "Victim@Example.com", "wrong guess").await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("too_many_attempts")), "attempt 4 is refused");
+    let (s, _) = login_from(&app, &attacker, "victim@example.com", GOOD).await;
+    assert_eq!(s, 429, "even the right password, while blocked");
+    // T19: the real user, from elsewhere, is not locked out.
+    for _ in 0..5 {
+        assert_eq!(login_from(&app, &victim, "victim@example.com", GOOD).await.0, 200);
+    }
+    // The block, as the API shows it.
+    let (s, blocks) = mgmt(&app, Method::GET, "/user-blocks?identifier=VICTIM@example.com", &token, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(blocks, json!({"blocked_for": [{"identifier": "victim@example.com", "ip": "127.0.0.1", "connection": DB}]}));
+    let (s, by_user) = mgmt(&app, Method::GET, &format!("/user-blocks/{}", enc(&id)), &token, None).await;
+    assert_eq!((s, &by_user), (200, &blocks));
+    // Lifting by user id; the admin flag is another matter and stays as it is.
+    let (s, _) = mgmt(&app, Method::PATCH, &format!("/users/{}", enc(&id)), &token, Some(json!({"blocked": true}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = mgmt(&app, Method::DELETE, &format!("/user-blocks/{}", enc(&id)), &token, None).await;
+    assert_eq!(s, 204);
+    let (_, u) = mgmt(&app, Method::GET, &format!("/users/{}", enc(&id)), &token, None).await;
+    assert_eq!(u["blocked"], true, "user-blocks never touch the admin flag");
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", GOOD).await.1["error"], "unauthorized");
+    mgmt(&app, Method::PATCH, &format!("/users/{}", enc(&id)), &token, Some(json!({"blocked": false}))).await;
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", GOOD).await.0, 200);
+    // Block again, then lift by identifier.
+    for _ in 0..4 {
+        login_from(&app, &attacker, "victim@example.com", "wrong guess").await;
+    }
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", GOOD).await.0, 429);
+    let (s, _) = mgmt(&app, Method::DELETE, "/user-blocks?identifier=victim@example.com", &token, None).await;
+    assert_eq!(s, 204);
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", GOOD).await.0, 200);
+    // A success resets the count: failures must be consecutive.
+    for _ in 0..2 {
+        login_from(&app, &attacker, "victim@example.com", "wrong guess").await;
+    }
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", GOOD).await.0, 200);
+    for _ in 0..2 {
+        assert_eq!(login_from(&app, &attacker, "victim@example.com", "wrong guess").await.0, 403);
+    }
+    // A password change lifts every block of the user.
+    login_from(&app, &attacker, "victim@example.com", "wrong guess").await;
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", "wrong guess").await.0, 429);
+    let (s, _) =
+        mgmt(&app, Method::PATCH, &format!("/users/{}", enc(&id)), &token, Some(json!({"password": "fresh horse battery"})))
+            .await;
+    assert_eq!(s, 200);
+    assert_eq!(login_from(&app, &attacker, "victim@example.com", "fresh horse battery").await.0, 200);
+    // Unknown identifiers are counted the same way (nothing tells them apart) and blocks are logged.
+    for _ in 0..4 {
+        login_from(&app, &attacker, "ghost@example.com", "wrong guess").await;
+    }
+    assert_eq!(login_from(&app, &attacker, "ghost@example.com", "wrong guess").await.0, 429);
+    let (s, _) = mgmt(&app, Method::GET, "/user-blocks", &token, None).await;
+    assert_eq!(s, 400, "identifier is required");
+    let (s, _) = mgmt(&app, Method::GET, "/user-blocks/auth0%7Cffffffffffffffffffffffff", &token, None).await;
+    assert_eq!(s, 404);
+}
+
+async fn a_parallel_burst_evaluates_at_most_max_attempts(app: TestApp) {
+    let token = app.token().await;
+    app.create_user(&token, "burst@example.com").await;
+    let attacker = client_from("127.0.0.1");
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (http, url, cid, secret) = (
+            attacker.clone(),
+            app.url("/t/acme/oauth/token"),
+            app.creds.default_app.client_id.clone(),
+            app.creds.default_app.client_secret.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "http://auth0.com/oauth/grant-type/password-realm"),
+                    ("realm", DB),
+                    ("username", "burst@example.com"),
+                    ("password", "wrong guess"),
+                    ("client_id", cid.as_str()),
+                    ("client_secret", secret.as_str()),
+                ])
+                .send()
+                .await
+                .expect("token")
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("join"));
+    }
+    let evaluated = statuses.iter().filter(|s| **s == 403).count();
+    assert!(evaluated <= 10, "at most max_attempts (10) evaluated: {evaluated}");
+    assert!(statuses.iter().all(|s| *s == 403 || *s == 429), "{statuses:?}");
+    assert_eq!(login_from(&app, &attacker, "burst@example.com", GOOD).await.0, 429, "the right password right after is refused");
+}
+
+async fn settings_are_validated_and_allowlist_is_honoured(app: TestApp) {
+    use reqwest::Method;
+    let token = app.token().await;
+    let (s, d) = mgmt(&app, Method::GET, "/attack-protection/brute-force-protection", &token, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        d,
+        json!({"enabled": true, "shields": ["block", "user_notification"], "mode": "count_per_identifier_and_ip", "allowlist": [], "max_attempts": 10})
+    );
+    for bad in [
+        json!({"max_attempts": 0}),
+        json!({"max_attempts": 101}),
+        json!({"mode": "x"}),
+        json!({"allowlist": ["nope"]}),
+        json!({"x": 1}),
+        json!([]),
+    ] {
+        let (s, b) = mgmt(&app, Method::PATCH, "/attack-protection/brute-force-protection", &token, Some(bad.clone())).await;
+        assert_eq!(s, 400, "{bad} → {b}");
+    }
+    let (s, b) = mgmt(
+        &app,
+        Method::PATCH,
+        "/attack-protection/brute-force-protection",
+        &token,
+        Some(json!({"max_attempts": 2, "allowlist": ["127.0.0.3/32"]})),
+    )
+    .await;
+    assert_eq!((s, b["max_attempts"].as_i64(), b["mode"].as_str()), (200, Some(2), Some("count_per_identifier_and_ip")));
+    app.create_user(&token, "allow@example.com").await;
+    let trusted = client_from("127.0.0.3");
+    for _ in 0..5 {
+        assert_eq!(login_from(&app, &trusted, "allow@example.com", "wrong guess").await.0, 403);
+    }
+    assert_eq!(login_from(&app, &trusted, "allow@example.com", GOOD).await.0, 200, "allowlisted addresses are never blocked");
+    // Disabled: nothing is counted.
+    mgmt(&app, Method::PATCH, "/attack-protection/brute-force-protection", &token, Some(json!({"enabled": false}))).await;
+    let other = client_from("127.0.0.4");
+    for _ in 0..4 {
+        assert_eq!(login_from(&app, &other, "allow@example.com", "wrong guess").await.0, 403);
+    }
+    assert_eq!(login_from(&app, &other, "allow@example.com", GOOD).await.0, 200);
+    let weak = app.token_for(&app.creds, Some("read:users")).await;
+    let (s, _) = mgmt(&app, Method::GET, "/attack-protection/brute-force-protection", &weak, None).await;
+    assert_eq!(s, 403);
+}
