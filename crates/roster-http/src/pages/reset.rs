@@ -137,6 +137,21 @@ fn request_form(
     page(status, "Reset your password", t.name.as_str(), &body)
 }
 
+/// A live reset ticket, its user and the user's connection — or the page to answer instead.
+async fn reset_target(
+    t: &TenantCtx,
+    token: &str,
+) -> Result<(Ticket, roster_domain::user::User, roster_store::Connection), Response> {
+    let ticket = match live_ticket(t, token, ticket_kind::PASSWORD_RESET).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(dead_link(t, true)),
+        Err(_) => return Err(unavailable(t)),
+    };
+    let Ok(Some(user)) = t.store.user(&ticket.user_id).await else { return Err(dead_link(t, true)) };
+    let Ok(Some(connection)) = t.store.connection(&user.connection_id).await else { return Err(dead_link(t, true)) };
+    Ok((ticket, user, connection))
+}
+
 /// `GET /t/{tenant}/u/reset-password[?ticket=…]`
 pub async fn reset_page(
     State(state): State<AppState>,
@@ -148,13 +163,10 @@ pub async fn reset_page(
     let Some(token) = q.ticket.as_deref() else {
         return with_cookie(request_form(&t, &csrf, &q, None, None, StatusCode::OK), set);
     };
-    let ticket = match live_ticket(&t, token, ticket_kind::PASSWORD_RESET).await {
-        Ok(Some(k)) => k,
-        Ok(None) => return dead_link(&t, true),
-        Err(_) => return unavailable(&t),
+    let (_, user, connection) = match reset_target(&t, token).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let Ok(Some(user)) = t.store.user(&ticket.user_id).await else { return dead_link(&t, true) };
-    let Ok(Some(connection)) = t.store.connection(&user.connection_id).await else { return dead_link(&t, true) };
     let email = user.email.as_ref().map(|e| e.as_str().to_owned()).unwrap_or_default();
     let f =
         ResetForm { t: &t, csrf: &csrf, ticket: token, email: &email, rules: passwords::rules_text(&connection), error: None };
@@ -188,13 +200,10 @@ pub async fn reset_submit(
     let Some(token) = form.ticket.clone() else {
         return request_submit(&state, &t, &csrf, form, ip, &headers).await;
     };
-    let ticket = match live_ticket(&t, &token, ticket_kind::PASSWORD_RESET).await {
-        Ok(Some(k)) => k,
-        Ok(None) => return dead_link(&t, true),
-        Err(_) => return unavailable(&t),
+    let (ticket, user, connection) = match reset_target(&t, &token).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let Ok(Some(user)) = t.store.user(&ticket.user_id).await else { return dead_link(&t, true) };
-    let Ok(Some(connection)) = t.store.connection(&user.connection_id).await else { return dead_link(&t, true) };
     let email = user.email.as_ref().map(|e| e.as_str().to_owned()).unwrap_or_default();
     let rules = passwords::rules_text(&connection);
     let again = |error: &str, status| {
