@@ -336,6 +336,9 @@ async fn reset_page_sets_the_password_once_and_ends_everything_else(app: TestApp
     let f = form("password1", "password1");
     let (s, _, html) = browser.post(&submit, &pairs(&f)).await;
     assert!(s == 400 && html.to_lowercase().contains("common"), "{s}: which rule failed is shown");
+    let tenant = app.store.list_tenants().await.expect("tenants")[0].id.clone();
+    let logs = app.store.tenant(tenant).logs(None, 50).await.expect("logs");
+    assert!(logs.iter().any(|l| l.kind == "fcp"), "a refused password change is logged");
     // A post without the CSRF cookie is refused.
     let f = form("a new horse staple", "a new horse staple");
     let stranger = no_redirects().post(&submit).form(&pairs(&f)).send().await.expect("post");

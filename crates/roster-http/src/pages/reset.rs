@@ -220,7 +220,17 @@ pub async fn reset_submit(
     let password = match passwords::check_new(&state, &t, &connection, &user, password, true).await {
         Ok(p) => p,
         Err(passwords::Refusal::Unavailable(_) | passwords::Refusal::Store(_)) => return unavailable(&t),
-        Err(r) => return again(&r.summary(), StatusCode::BAD_REQUEST),
+        Err(r) => {
+            let mut fcp = LogEvent::new(LogType::Fcp, format!("Password change refused: {}", r.summary()));
+            fcp.user_id = Some(user.user_id.clone());
+            fcp.user_name = Some(email.clone());
+            fcp.connection = Some(connection.name.clone());
+            fcp.ip = ip.to_string_opt();
+            if let Err(e) = state.logs.record(t.id.clone(), fcp).await {
+                tracing::warn!(error = ?e, "could not record a refused password change");
+            }
+            return again(&r.summary(), StatusCode::BAD_REQUEST);
+        }
     };
     let Ok(hash) = state.hasher.hash(password).await else { return unavailable(&t) };
     let now = Timestamp::now();
