@@ -61,6 +61,8 @@ pub enum LogType {
     LimitWc,
     /// A brute-force block was released (user blocked by too many attempts, now unblocked).
     Ublkdu,
+    /// Too many attempts from one IP address across accounts (suspicious-IP throttling).
+    LimitMu,
 }
 
 impl LogType {
@@ -92,6 +94,7 @@ impl LogType {
             Self::Fcpr => "fcpr",
             Self::LimitWc => "limit_wc",
             Self::Ublkdu => "ublkdu",
+            Self::LimitMu => "limit_mu",
         }
     }
 }

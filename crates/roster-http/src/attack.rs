@@ -16,8 +16,16 @@ use serde_json::{Value, json};
 
 use crate::tenant::TenantCtx;
 
-/// The settings' key in the store.
+/// The settings' keys in the store.
 pub const BRUTE_FORCE: &str = "brute-force-protection";
+pub const SUSPICIOUS_IP: &str = "suspicious-ip-throttling";
+/// Counters of failed logins per IP (any account) and of signups per IP.
+pub const IP_LOGIN: &str = "ip_login";
+pub const IP_SIGNUP: &str = "ip_signup";
+/// How long an unblock link lives.
+pub const UNBLOCK_LINK_TTL_SECS: i64 = 86_400;
+/// At most one blocked-account mail per counter (identifier and IP) per hour.
+pub const NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Counters of login identifiers.
 pub const LOGIN: &str = "login";
 /// How long a block lasts (from the first failure of its window).
@@ -102,6 +110,148 @@ pub fn patch_brute_force(current: &Value, patch: Value) -> Result<Value, String>
         out[k] = v;
     }
     Ok(out)
+}
+
+/// Auth0's defaults for suspicious-IP throttling. `rate` is the milliseconds after which one attempt is
+/// given back; Roster counts in fixed windows of `max_attempts × rate` (100 failed logins a day; 50
+/// signups per 20 minutes).
+pub fn throttling_defaults() -> Value {
+    json!({
+        "enabled": true,
+        "shields": ["block"],
+        "allowlist": [],
+        "stage": {
+            "pre-login": {"max_attempts": 100, "rate": 864_000},
+            "pre-user-registration": {"max_attempts": 50, "rate": 24_000},
+        },
+    })
+}
+
+/// The tenant's suspicious-IP throttling settings, merged over the defaults (stages merge too).
+pub async fn throttling_settings(t: &TenantCtx) -> Result<Value, StoreError> {
+    let mut merged = throttling_defaults();
+    if let Some(stored) = t.store.attack_settings(SUSPICIOUS_IP).await? {
+        merge_throttling(&mut merged, &stored);
+    }
+    Ok(merged)
+}
+
+fn merge_throttling(into: &mut Value, patch: &Value) {
+    if let Value::Object(p) = patch {
+        for (k, v) in p {
+            if k == "stage"
+                && let Value::Object(stages) = v
+            {
+                for (stage, settings) in stages {
+                    if let Value::Object(fields) = settings {
+                        for (f, x) in fields {
+                            into["stage"][stage][f] = x.clone();
+                        }
+                    }
+                }
+            } else {
+                into[k] = v.clone();
+            }
+        }
+    }
+}
+
+/// Check a PATCH body of suspicious-IP throttling and merge it over `current`.
+pub fn patch_throttling(current: &Value, patch: Value) -> Result<Value, String> {
+    let Value::Object(p) = &patch else { return Err("the body must be an object".into()) };
+    for (k, v) in p {
+        match (k.as_str(), v) {
+            ("enabled", Value::Bool(_)) => {}
+            ("shields", Value::Array(a)) if a.iter().all(|s| matches!(s.as_str(), Some("block" | "admin_notification"))) => {}
+            ("shields", _) => return Err("shields may contain block and admin_notification".into()),
+            ("allowlist", Value::Array(a)) if a.len() <= 100 && a.iter().all(|s| s.as_str().and_then(Cidr::parse).is_some()) => {}
+            ("allowlist", _) => return Err("allowlist must be a list of IP addresses or CIDR ranges".into()),
+            ("stage", Value::Object(stages)) => {
+                for (stage, settings) in stages {
+                    if !matches!(stage.as_str(), "pre-login" | "pre-user-registration") {
+                        return Err(format!("unknown stage {stage}"));
+                    }
+                    let Value::Object(fields) = settings else { return Err(format!("stage.{stage} must be an object")) };
+                    for (f, x) in fields {
+                        let ok = match f.as_str() {
+                            "max_attempts" => x.as_u64().is_some_and(|n| (1..=100_000).contains(&n)),
+                            "rate" => x.as_u64().is_some_and(|n| (1..=86_400_000).contains(&n)),
+                            _ => false,
+                        };
+                        if !ok {
+                            return Err(format!("stage.{stage}.{f} is not a valid setting"));
+                        }
+                    }
+                }
+            }
+            (other, _) => return Err(format!("unknown or invalid property {other}")),
+        }
+    }
+    let mut out = current.clone();
+    merge_throttling(&mut out, &patch);
+    Ok(out)
+}
+
+/// Suspicious-IP throttling for one stage, as the checks use it.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    pub active: bool,
+    pub max_attempts: i64,
+    pub window_ms: i64,
+    pub allowlist: Vec<Cidr>,
+}
+
+impl Throttle {
+    pub fn from_settings(v: &Value, stage: &str) -> Self {
+        let blocks = v["shields"].as_array().is_some_and(|a| a.iter().any(|s| s == "block"));
+        let max = v["stage"][stage]["max_attempts"].as_i64().unwrap_or(100).max(1);
+        let rate = v["stage"][stage]["rate"].as_i64().unwrap_or(864_000).max(1);
+        Self {
+            active: v["enabled"].as_bool().unwrap_or(true) && blocks,
+            max_attempts: max,
+            window_ms: max.saturating_mul(rate),
+            allowlist: v["allowlist"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str().and_then(Cidr::parse)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn applies(&self, ip: Option<&str>) -> Option<String> {
+        let ip = ip?;
+        let addr = ip.parse::<IpAddr>().ok()?;
+        (self.active && !self.allowlist.iter().any(|c| c.contains(addr))).then(|| ip.to_owned())
+    }
+
+    /// Whether this address is over its limit now (a read; nothing is counted).
+    pub async fn exceeded(&self, t: &TenantCtx, kind: &str, ip: Option<&str>) -> Result<bool, StoreError> {
+        let Some(ip) = self.applies(ip) else { return Ok(false) };
+        let now = Timestamp::now().millis();
+        Ok(t.store
+            .counter(kind, &ip)
+            .await?
+            .is_some_and(|c| c.window_start.millis() > now - self.window_ms && c.count >= self.max_attempts))
+    }
+
+    /// Count one event for this address; true when it is now over the limit.
+    pub async fn charge(&self, t: &TenantCtx, kind: &str, ip: Option<&str>) -> Result<bool, StoreError> {
+        let Some(ip) = self.applies(ip) else { return Ok(false) };
+        let c = t
+            .store
+            .charge(&Charge {
+                kind: kind.into(),
+                key: ip.clone(),
+                identifier: None,
+                ip: Some(ip),
+                connection: None,
+                user_id: None,
+                now: Timestamp::now(),
+                window_ms: self.window_ms,
+                limit: self.max_attempts,
+            })
+            .await?;
+        Ok(c.count > self.max_attempts)
+    }
 }
 
 /// The counter of an identifier (and IP, in the default mode).

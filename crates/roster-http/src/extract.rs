@@ -41,14 +41,69 @@ fn resolve_error_to_api(e: ResolveError) -> ApiError {
     }
 }
 
-/// The client's IP address, from the socket (trusted proxy headers arrive with attack protection).
+/// The client's IP address: the socket's peer, or — only when that peer is one of the configured
+/// trusted proxies — the address the proxies report (`X-Forwarded-For`, else `Forwarded: for=`), read
+/// from the right, skipping the trusted proxies themselves. Headers from anyone else are ignored, so a
+/// client cannot choose the address brute-force and throttling counters are keyed on.
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        Ok(Self(client_ip(peer, &parts.headers, &state.cfg.trusted_proxies)))
     }
+}
+
+/// See [`ClientIp`].
+pub fn client_ip(
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::attack::Cidr],
+) -> Option<std::net::IpAddr> {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .collect();
+    if hops.is_empty() {
+        hops = headers
+            .get_all("forwarded")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.eq_ignore_ascii_case("for").then(|| v.trim_matches('"').to_owned())
+                })
+            })
+            .collect();
+    }
+    let parse = |s: &str| -> Option<std::net::IpAddr> {
+        let s = s.trim();
+        // `[v6]:port`, `v4:port`, `[v6]`, or a bare address.
+        if let Some(rest) = s.strip_prefix('[') {
+            return rest.split(']').next()?.parse().ok();
+        }
+        s.parse().ok().or_else(|| s.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
+    };
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse(hop) else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 impl ClientIp {
@@ -160,6 +215,8 @@ requirement! {
     CreateUserTickets => ["create:user_tickets"];
     ReadAttackProtection => ["read:attack_protection"];
     UpdateAttackProtection => ["update:attack_protection"];
+    ReadAnomalyBlocks => ["read:anomaly_blocks"];
+    DeleteAnomalyBlocks => ["delete:anomaly_blocks"];
     ReadJobs => ["read:users", "create:users", "update:users"];
 }
 
@@ -267,5 +324,42 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         serde_urlencoded::from_str::<T>(q)
             .map(Self)
             .map_err(|e| ApiError::invalid_query(format!("Query validation error: '{e}'.")))
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::client_ip;
+    use crate::attack::Cidr;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let proxy = Some("10.0.0.5".parse().expect("ip"));
+        let trusted = vec![Cidr::parse("10.0.0.0/24").expect("cidr")];
+        let xff = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.7")]);
+        // From a trusted proxy: the rightmost address that is not a trusted proxy.
+        assert_eq!(client_ip(proxy, &xff, &trusted), Some("203.0.113.9".parse().expect("ip")));
+        // A client that prepends a fake hop does not win: the proxy appended the real address.
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.2")]);
+        assert_eq!(client_ip(proxy, &spoofed, &trusted), Some("198.51.100.2".parse().expect("ip")));
+        // From anyone else the headers are ignored.
+        let stranger = Some("198.51.100.7".parse().expect("ip"));
+        assert_eq!(client_ip(stranger, &xff, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &xff, &[]), proxy, "no trusted proxies configured");
+        // RFC 7239, with quoted IPv6 and ports.
+        let fwd = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.9")]);
+        assert_eq!(client_ip(proxy, &fwd, &trusted), Some("2001:db8::1".parse().expect("ip")));
+        // Garbage stops the walk at the last good hop.
+        let junk = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(client_ip(proxy, &junk, &trusted), proxy);
     }
 }

@@ -89,6 +89,14 @@ pub fn router(state: AppState) -> Router {
             get(management::attack::get_brute_force).patch(management::attack::patch_brute_force_settings),
         )
         .route(
+            "/t/{tenant}/api/v2/attack-protection/suspicious-ip-throttling",
+            get(management::attack::get_throttling).patch(management::attack::patch_throttling_settings),
+        )
+        .route(
+            "/t/{tenant}/api/v2/anomaly/blocks/ips/{id}",
+            get(management::attack::get_ip_block).delete(management::attack::delete_ip_block),
+        )
+        .route(
             "/t/{tenant}/api/v2/user-blocks",
             get(management::attack::list_by_identifier).delete(management::attack::delete_by_identifier),
         )
@@ -110,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/u/signup", get(pages::login::signup_page).post(pages::login::signup_submit))
         .route("/t/{tenant}/u/reset-password", get(pages::reset::reset_page).post(pages::reset::reset_submit))
         .route("/t/{tenant}/u/email-verification", get(pages::reset::verify_page).post(pages::reset::verify_submit))
+        .route("/t/{tenant}/u/unblock", get(pages::reset::unblock_page).post(pages::reset::unblock_submit))
         .route("/t/{tenant}/v2/logout", get(pages::login::logout));
     Router::new()
         .route("/healthz", get(healthz))

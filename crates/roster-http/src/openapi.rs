@@ -38,7 +38,8 @@ impl Modify for BearerAuth {
           emails::list_outbox, emails::retry_outbox,
           tickets::password_change, tickets::email_verification, tickets::verification_email_job, tickets::get_job,
           attack::get_brute_force, attack::patch_brute_force_settings, attack::list_by_identifier, attack::delete_by_identifier,
-          attack::list_by_user, attack::delete_by_user),
+          attack::list_by_user, attack::delete_by_user, attack::get_throttling, attack::patch_throttling_settings,
+          attack::get_ip_block, attack::delete_ip_block),
     components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody,
                        clients::ClientSchema, clients::CreateClientBody, clients::UpdateClientBody,
                        connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody,
@@ -46,7 +47,7 @@ impl Modify for BearerAuth {
                        emails::EmailTemplateSchema, emails::TemplateBody, emails::OutboxSchema,
                        tickets::PasswordChangeTicketBody, tickets::EmailVerificationTicketBody, tickets::TicketSchema,
                        tickets::VerificationJobBody, tickets::JobSchema, tickets::IdentityRef,
-                       attack::BruteForceSchema, attack::BlocksSchema)),
+                       attack::BruteForceSchema, attack::BlocksSchema, attack::ThrottlingSchema)),
     modifiers(&BearerAuth),
     tags((name = "Users", description = "Users and their metadata"),
          (name = "Clients", description = "Applications (OAuth clients); secrets are shown only at creation and rotation"),
@@ -54,7 +55,7 @@ impl Modify for BearerAuth {
          (name = "Emails", description = "The email provider, email templates and the outbox of queued and sent mail"),
          (name = "Tickets", description = "One-time password-change and email-verification links"),
          (name = "Jobs", description = "Asynchronous work: verification emails"),
-         (name = "Attack protection", description = "Brute-force protection settings"),
+         (name = "Attack protection", description = "Brute-force protection and suspicious-IP throttling"),
          (name = "User blocks", description = "Brute-force blocks (an identifier from an IP), listed and lifted"))
 )]
 pub struct ManagementApi;

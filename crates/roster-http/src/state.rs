@@ -33,6 +33,8 @@ pub struct HttpConfig {
     pub verification_ticket_lifetime: i64,
     /// Reset requests accepted per IP and email address per hour (per node).
     pub reset_requests_per_hour: u32,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed (see `extract::ClientIp`).
+    pub trusted_proxies: Vec<crate::attack::Cidr>,
 }
 
 impl HttpConfig {
@@ -48,6 +50,7 @@ impl HttpConfig {
             reset_ticket_lifetime: 3600,
             verification_ticket_lifetime: 432_000,
             reset_requests_per_hour: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -43,7 +43,11 @@ pub fn hash_token(token: &str) -> String {
 /// Mint a ticket for `user` (not stored: it rides in the Effects of the change that issues it).
 pub fn issue(t: &TenantCtx, user: &User, spec: TicketSpec) -> Issued {
     let token = roster_domain::secret::random_alphanumeric(43);
-    let path = if spec.kind == ticket_kind::PASSWORD_RESET { "u/reset-password" } else { "u/email-verification" };
+    let path = match spec.kind {
+        ticket_kind::PASSWORD_RESET => "u/reset-password",
+        ticket_kind::UNBLOCK => "u/unblock",
+        _ => "u/email-verification",
+    };
     let url = format!("{}{path}?ticket={token}", t.issuer);
     let now = Timestamp::now();
     let ticket = Ticket {

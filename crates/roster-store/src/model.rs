@@ -237,6 +237,8 @@ impl Effects {
 pub mod ticket_kind {
     pub const PASSWORD_RESET: &str = "password_reset";
     pub const EMAIL_VERIFICATION: &str = "email_verification";
+    /// Lifts the brute-force blocks of the user (the link in a `blocked_account` mail).
+    pub const UNBLOCK: &str = "unblock";
 }
 
 /// A one-time ticket. The token is only in the link; the store keeps its SHA-256 (`id_hash`).

@@ -12,6 +12,8 @@ on_both_backends! {
     threshold => threshold_blocks_the_pair_not_the_user;
     burst => a_parallel_burst_evaluates_at_most_max_attempts;
     settings => settings_are_validated_and_allowlist_is_honoured;
+    unblock => the_owner_gets_one_unblock_link_that_works_once;
+    throttling => suspicious_ips_are_throttled_across_accounts;
 }
 
 const DB: &str = "Username-Password-Authentication";
@@ -206,4 +208,162 @@ async fn settings_are_validated_and_allowlist_is_honoured(app: TestApp) {
     let weak = app.token_for(&app.creds, Some("read:users")).await;
     let (s, _) = mgmt(&app, Method::GET, "/attack-protection/brute-force-protection", &weak, None).await;
     assert_eq!(s, 403);
+}
+
+/// The one-time links in the delivered mails for `page`.
+fn links(app: &TestApp, page: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, eml) in app.mail_files() {
+        let text = eml.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+        let needle = format!("/t/acme/u/{page}?ticket=");
+        for (i, _) in text.match_indices(&needle) {
+            let token: String = text[i + needle.len()..].chars().take_while(char::is_ascii_alphanumeric).collect();
+            let link = format!("{}{needle}{token}", app.base);
+            if !out.contains(&link) {
+                out.push(link);
+            }
+        }
+    }
+    out
+}
+
+async fn the_owner_gets_one_unblock_link_that_works_once(app: TestApp) {
+    use reqwest::Method;
+    let token = app.token().await;
+    let user = app.create_user(&token, "owner@example.com").await;
+    let id = user["user_id"].as_str().expect("id").to_owned();
+    mgmt(&app, Method::PATCH, "/attack-protection/brute-force-protection", &token, Some(json!({"max_attempts": 3}))).await;
+    let attacker = client_from("127.0.0.1");
+    for _ in 0..8 {
+        login_from(&app, &attacker, "owner@example.com", "wrong guess").await;
+    }
+    assert_eq!(login_from(&app, &attacker, "owner@example.com", GOOD).await.0, 429);
+    // One blocked_account mail, however many refused attempts followed.
+    let rows = mgmt(&app, Method::GET, &format!("/emails/outbox?user_id={}", enc(&id)), &token, None).await.1;
+    let blocked: Vec<&Value> = rows.as_array().expect("rows").iter().filter(|r| r["template"] == "blocked_account").collect();
+    assert_eq!(blocked.len(), 1, "{rows}");
+    app.wait_for_mail(2).await; // verification of POST /users, and the blocked-account mail
+    let link = links(&app, "unblock").pop().expect("an unblock link");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let page = http.get(&link).send().await.expect("get");
+    assert_eq!(page.status(), 200);
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("csrf cookie")
+        .to_owned();
+    let html = page.text().await.expect("html");
+    let field = |name: &str| {
+        html.split(&format!("name=\"{name}\" value=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_owned()
+    };
+    let form = [("csrf", field("csrf")), ("ticket", field("ticket"))];
+    assert_eq!(login_from(&app, &attacker, "owner@example.com", GOOD).await.0, 429, "opening the link changes nothing");
+    let post =
+        |http: &reqwest::Client| http.post(app.url("/t/acme/u/unblock")).header("cookie", cookie.clone()).form(&form).send();
+    assert_eq!(post(&http).await.expect("post").status(), 200);
+    assert_eq!(login_from(&app, &attacker, "owner@example.com", GOOD).await.0, 200, "unblocked");
+    assert_eq!(post(&http).await.expect("post").status(), 410, "the link works once");
+}
+
+async fn suspicious_ips_are_throttled_across_accounts(app: TestApp) {
+    use reqwest::Method;
+    let token = app.token().await;
+    let (s, d) = mgmt(&app, Method::GET, "/attack-protection/suspicious-ip-throttling", &token, None).await;
+    assert_eq!(
+        (s, d["stage"]["pre-login"]["max_attempts"].as_i64(), d["stage"]["pre-user-registration"]["max_attempts"].as_i64()),
+        (200, Some(100), Some(50))
+    );
+    for bad in [
+        json!({"stage": {"pre-login": {"max_attempts": 0}}}),
+        json!({"stage": {"later": {}}}),
+        json!({"shields": ["nope"]}),
+        json!({"allowlist": [1]}),
+    ] {
+        assert_eq!(mgmt(&app, Method::PATCH, "/attack-protection/suspicious-ip-throttling", &token, Some(bad)).await.0, 400);
+    }
+    let patch = json!({"stage": {"pre-login": {"max_attempts": 5}, "pre-user-registration": {"max_attempts": 3}}, "allowlist": ["127.0.0.9"]});
+    let (s, d) = mgmt(&app, Method::PATCH, "/attack-protection/suspicious-ip-throttling", &token, Some(patch)).await;
+    assert_eq!((s, d["stage"]["pre-login"]["rate"].as_i64()), (200, Some(864_000)), "stages merge");
+    app.create_user(&token, "real@example.com").await;
+    // Failed logins over many accounts from one address: the 6th is refused, whatever the account.
+    let spray = client_from("127.0.0.5");
+    for i in 0..5 {
+        assert_eq!(login_from(&app, &spray, &format!("user{i}@example.com"), "Spring2026!").await.0, 403);
+    }
+    let (s, b) = login_from(&app, &spray, "real@example.com", GOOD).await;
+    assert_eq!((s, b["error"].as_str()), (429, Some("too_many_attempts")));
+    assert!(b["error_description"].as_str().unwrap_or_default().contains("suspicious"), "{b}");
+    // Other addresses are not affected; the IP shows as blocked until an admin lifts it.
+    assert_eq!(login_from(&app, &client_from("127.0.0.6"), "real@example.com", GOOD).await.0, 200);
+    assert_eq!(mgmt(&app, Method::GET, "/anomaly/blocks/ips/127.0.0.5", &token, None).await.0, 200);
+    assert_eq!(mgmt(&app, Method::GET, "/anomaly/blocks/ips/127.0.0.6", &token, None).await.0, 404);
+    assert_eq!(mgmt(&app, Method::GET, "/anomaly/blocks/ips/not-an-ip", &token, None).await.0, 400);
+    assert_eq!(mgmt(&app, Method::DELETE, "/anomaly/blocks/ips/127.0.0.5", &token, None).await.0, 204);
+    assert_eq!(login_from(&app, &spray, "real@example.com", GOOD).await.0, 200);
+    // Signups per address.
+    let signup = |http: reqwest::Client, email: String| {
+        let (url, cid) = (app.url("/t/acme/dbconnections/signup"), app.creds.default_app.client_id.clone());
+        async move {
+            http.post(url)
+                .json(&json!({"client_id": cid, "email": email, "password": GOOD, "connection": DB}))
+                .send()
+                .await
+                .expect("signup")
+                .status()
+                .as_u16()
+        }
+    };
+    let farm = client_from("127.0.0.7");
+    for i in 0..3 {
+        assert_eq!(signup(farm.clone(), format!("s{i}@example.com")).await, 200);
+    }
+    assert_eq!(signup(farm.clone(), "s9@example.com".into()).await, 429);
+    assert_eq!(signup(client_from("127.0.0.8"), "t1@example.com".into()).await, 200, "another address signs up");
+    // The allowlist is never throttled.
+    let trusted = client_from("127.0.0.9");
+    for i in 0..8 {
+        assert_eq!(login_from(&app, &trusted, &format!("nobody{i}@example.com"), "Spring2026!").await.0, 403);
+    }
+    let tenant = app.store.list_tenants().await.expect("tenants")[0].id.clone();
+    let kinds: Vec<String> = app.store.tenant(tenant).logs(None, 200).await.expect("logs").into_iter().map(|l| l.kind).collect();
+    assert!(kinds.iter().any(|k| k == "limit_mu"), "throttling is logged");
+}
+
+/// Behind a trusted proxy the forwarded address is the one counted; the same header from a client
+/// that is not a trusted proxy is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_behind_trusted_proxies() {
+    use reqwest::Method;
+    let tweak: roster_testkit::Tweak = Box::new(|c| c.trusted_proxies = vec!["127.0.0.1".into()]);
+    let app = TestApp::spawn_with(roster_testkit::Backend::Sqlite, tweak).await.expect("sqlite");
+    let token = app.token().await;
+    app.create_user(&token, "fwd@example.com").await;
+    mgmt(&app, Method::PATCH, "/attack-protection/brute-force-protection", &token, Some(json!({"max_attempts": 1}))).await;
+    let guess = |http: reqwest::Client, forwarded: &'static str| {
+        let app = &app;
+        async move {
+            http.post(app.url("/t/acme/oauth/token"))
+                .header("x-forwarded-for", forwarded)
+                .form(&[
+                    ("grant_type", "http://auth0.com/oauth/grant-type/password-realm"),
+                    ("realm", DB),
+                    ("username", "fwd@example.com"),
+                    ("password", "wrong guess"),
+                    ("client_id", app.creds.default_app.client_id.as_str()),
+                    ("client_secret", app.creds.default_app.client_secret.as_str()),
+                ])
+                .send()
+                .await
+                .expect("token")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(guess(client_from("127.0.0.1"), "203.0.113.5").await, 403);
+    assert_eq!(guess(client_from("127.0.0.2"), "203.0.113.5").await, 403, "an untrusted peer's header is ignored");
+    let (_, blocks) = mgmt(&app, Method::GET, "/user-blocks?identifier=fwd@example.com", &token, None).await;
+    let ips: Vec<&str> = blocks["blocked_for"].as_array().expect("list").iter().filter_map(|b| b["ip"].as_str()).collect();
+    assert_eq!(ips, vec!["203.0.113.5", "127.0.0.2"]);
 }

@@ -75,6 +75,9 @@ pub struct Config {
     pub verification_link_lifetime_secs: i64,
     /// Password-reset requests accepted per IP and email address per hour, per node.
     pub reset_requests_per_hour: u32,
+    /// Reverse proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For`/`Forwarded` headers name
+    /// the client; from anyone else those headers are ignored. In the environment: comma-separated.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             reset_link_lifetime_secs: 3600,
             verification_link_lifetime_secs: 432_000,
             reset_requests_per_hour: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -185,8 +189,13 @@ impl Config {
                 warnings.push(format!("unknown environment variable {k} (ignored)"));
                 continue;
             }
-            // Typed like figment's own Env provider: "1024" is a number, "true" a boolean.
-            let parsed = value.parse::<FigValue>().unwrap_or_else(|_| FigValue::from(value));
+            // Typed like figment's own Env provider: "1024" is a number, "true" a boolean; a list is
+            // comma-separated.
+            let parsed = if key == "trusted_proxies" {
+                FigValue::from(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+            } else {
+                value.parse::<FigValue>().unwrap_or_else(|_| FigValue::from(value))
+            };
             env_dict.insert(key, parsed);
         }
         fig = fig.merge(Serialized::defaults(env_dict)).merge(Serialized::defaults(flags));
@@ -233,6 +242,9 @@ impl Config {
             || !(60..=30 * 86_400).contains(&self.verification_link_lifetime_secs)
         {
             bail!("link lifetimes must be between 60 seconds and 30 days");
+        }
+        if let Some(bad) = self.trusted_proxies.iter().find(|p| roster_http::attack::Cidr::parse(p).is_none()) {
+            bail!("trusted_proxies: '{bad}' is not an IP address or CIDR range");
         }
         if self.reset_requests_per_hour < 1 {
             bail!("reset_requests_per_hour must be ≥ 1");

@@ -41,6 +41,7 @@ pub fn http_config(cfg: &Config) -> HttpConfig {
     h.reset_ticket_lifetime = cfg.reset_link_lifetime_secs;
     h.verification_ticket_lifetime = cfg.verification_link_lifetime_secs;
     h.reset_requests_per_hour = cfg.reset_requests_per_hour;
+    h.trusted_proxies = cfg.trusted_proxies.iter().filter_map(|p| roster_http::attack::Cidr::parse(p)).collect();
     h
 }
 

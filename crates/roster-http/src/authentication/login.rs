@@ -27,6 +27,14 @@ pub fn blocked() -> OAuthError {
     OAuthError::new(StatusCode::UNAUTHORIZED, "unauthorized", "user is blocked")
 }
 
+pub fn suspicious_ip() -> OAuthError {
+    OAuthError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator.",
+    )
+}
+
 pub fn too_many_attempts() -> OAuthError {
     OAuthError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -47,6 +55,8 @@ pub enum Verdict {
     /// Brute-force protection: too many consecutive failures for this identifier (and IP); no hash
     /// was computed.
     TooManyAttempts(Option<Box<User>>),
+    /// Suspicious-IP throttling: too many failures from this address across accounts; no hash.
+    SuspiciousIp,
 }
 
 /// Look the user up and verify the password, always computing exactly one hash.
@@ -62,6 +72,10 @@ pub async fn check_credentials(
         Some(c) if c.strategy == "auth0" => ctx.tenant.store.user_by_login(&c.id, identifier).await?,
         _ => None,
     };
+    let throttle = crate::attack::Throttle::from_settings(&crate::attack::throttling_settings(ctx.tenant).await?, "pre-login");
+    if connection.is_some() && throttle.exceeded(ctx.tenant, crate::attack::IP_LOGIN, ctx.ip.as_deref()).await? {
+        return Ok(Verdict::SuspiciousIp);
+    }
     let bf = match &connection {
         Some(_) => crate::attack::BruteForce::from_settings(&crate::attack::brute_force_settings(ctx.tenant).await?),
         None => crate::attack::BruteForce::from_settings(&serde_json::json!({"enabled": false})),
@@ -99,12 +113,48 @@ pub async fn check_credentials(
         let scope = roster_store::CounterScope::Key { kind: crate::attack::LOGIN.into(), key: key.clone() };
         ctx.tenant.store.clear_counters(&scope, Effects::default()).await?;
     }
+    if !ok && connection.is_some() {
+        throttle.charge(ctx.tenant, crate::attack::IP_LOGIN, ctx.ip.as_deref()).await?;
+        // The failure that reaches the limit blocks the pair: tell the owner (once an hour at most).
+        if let (crate::attack::Gate::Counted { key, counter }, Some(u)) = (&gate, &user)
+            && counter.count == bf.max_attempts
+            && bf.notify
+        {
+            notify_blocked(ctx, key, u, connection_name).await?;
+        }
+    }
     Ok(match (user, ok) {
         (None, _) => Verdict::UnknownUser,
         (Some(u), false) => Verdict::WrongPassword(Box::new(u)),
         (Some(u), true) if u.blocked => Verdict::Blocked(Box::new(u)),
         (Some(u), true) => Verdict::Ok { user: Box::new(u), hash },
     })
+}
+
+/// The `blocked_account` mail with a single-use unblock link, unless one went to this pair within the hour.
+async fn notify_blocked(ctx: &GrantCtx<'_>, key: &str, user: &User, connection: &str) -> Result<(), OAuthError> {
+    let t = ctx.tenant;
+    let Some(email) = user.email.as_ref() else { return Ok(()) };
+    if !t.store.mark_notified(crate::attack::LOGIN, key, Timestamp::now(), crate::attack::NOTIFY_INTERVAL).await? {
+        return Ok(());
+    }
+    let issued = crate::tickets::issue(
+        t,
+        user,
+        crate::tickets::TicketSpec {
+            kind: roster_store::ticket_kind::UNBLOCK,
+            ttl_secs: crate::attack::UNBLOCK_LINK_TTL_SECS,
+            result_url: None,
+            client_id: None,
+            mark_email_verified: false,
+            include_email_in_redirect: false,
+        },
+    );
+    let payload = serde_json::json!({ "connection": connection, "source_ip": ctx.ip });
+    let mail =
+        crate::tickets::mail(ctx.state, t, "blocked_account", email.as_str(), Some(&user.user_id), payload, Some(&issued.url));
+    t.store.append_effects(Effects::default().with_ticket(issued.ticket).with_mail(mail)).await?;
+    Ok(())
 }
 
 /// Log a refused login and build its answer.
@@ -119,6 +169,7 @@ pub async fn refuse(
         Verdict::UnknownUser => (LogType::Fu, "Wrong email or password.", None, wrong_credentials()),
         Verdict::WrongPassword(u) => (LogType::Fp, "Wrong email or password.", Some(u), wrong_credentials()),
         Verdict::Blocked(u) => (LogType::F, "user is blocked", Some(u), blocked()),
+        Verdict::SuspiciousIp => (LogType::LimitMu, "Too many failed attempts from this IP address", None, suspicious_ip()),
         Verdict::TooManyAttempts(u) => {
             (LogType::LimitWc, "Too many failed login attempts: blocked", u.as_ref(), too_many_attempts())
         }

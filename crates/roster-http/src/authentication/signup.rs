@@ -256,6 +256,22 @@ pub async fn register(
             crate::passwords::Refusal::Store(e) => e.into(),
             crate::passwords::Refusal::TooLong => SignupError::bad("invalid_password", r.summary()),
         })?;
+    // Suspicious-IP throttling: signups per address, counted before any hash.
+    let throttle =
+        crate::attack::Throttle::from_settings(&crate::attack::throttling_settings(tenant).await?, "pre-user-registration");
+    if throttle.charge(tenant, crate::attack::IP_SIGNUP, ip.as_deref()).await? {
+        let mut ev = LogEvent::new(LogType::LimitMu, "Too many signups from this IP address");
+        ev.ip = ip.clone();
+        ev.client_id = Some(client.client_id.clone());
+        ev.connection = Some(connection.name.clone());
+        tenant.store.append_effects(ev).await?;
+        return Err(SignupError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsError",
+            "too_many_attempts",
+            "We have detected suspicious signup behavior from your network. Try again later.",
+        ));
+    }
     // Hash first, on both paths: a taken address must not answer faster.
     let password_hash = state.hasher.hash(password).await?;
     let event = |kind: LogType, description: &str| {

@@ -17,9 +17,15 @@ use utoipa::{IntoParams, ToSchema};
 use super::api_event;
 use super::clients::{invalid, machine_only};
 use super::users::ErrorBody;
-use crate::attack::{BLOCK_WINDOW_MS, BRUTE_FORCE, brute_force_settings, patch_brute_force};
+use crate::attack::{
+    BLOCK_WINDOW_MS, BRUTE_FORCE, IP_LOGIN, IP_SIGNUP, SUSPICIOUS_IP, Throttle, brute_force_settings, patch_brute_force,
+    patch_throttling, throttling_settings,
+};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Authorized, ReadAttackProtection, ReadUsers, UpdateAttackProtection, UpdateUsers};
+use crate::extract::{
+    ApiJson, ApiQuery, Authorized, DeleteAnomalyBlocks, ReadAnomalyBlocks, ReadAttackProtection, ReadUsers,
+    UpdateAttackProtection, UpdateUsers,
+};
 use crate::state::AppState;
 
 /// Brute-force protection settings.
@@ -170,5 +176,92 @@ pub async fn delete_by_user(
     if let Some(username) = user.username.as_ref() {
         store.clear_counters(&CounterScope::Identifier(username.clone()), Effects::default()).await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Suspicious-IP throttling settings.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ThrottlingSchema {
+    enabled: bool,
+    /// `block`, `admin_notification`.
+    shields: Vec<String>,
+    allowlist: Vec<String>,
+    /// `pre-login` (failed logins per IP, any account) and `pre-user-registration` (signups per IP):
+    /// `{max_attempts, rate}`, `rate` in milliseconds per attempt given back; counted in windows of
+    /// `max_attempts × rate`.
+    #[schema(value_type = Object)]
+    stage: Value,
+}
+
+/// The tenant's suspicious-IP throttling settings.
+#[utoipa::path(get, path = "/attack-protection/suspicious-ip-throttling", tag = "Attack protection",
+    responses((status = 200, body = ThrottlingSchema), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read:attack_protection"])))]
+pub async fn get_throttling(auth: Authorized<ReadAttackProtection>) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    Ok(Json(throttling_settings(&auth.tenant).await?).into_response())
+}
+
+/// Change suspicious-IP throttling settings (given properties replace; stages merge).
+#[utoipa::path(patch, path = "/attack-protection/suspicious-ip-throttling", tag = "Attack protection",
+    request_body = ThrottlingSchema,
+    responses((status = 200, body = ThrottlingSchema), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
+    security(("bearer" = ["update:attack_protection"])))]
+pub async fn patch_throttling_settings(
+    auth: Authorized<UpdateAttackProtection>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    let current = throttling_settings(&auth.tenant).await?;
+    let updated = patch_throttling(&current, body).map_err(invalid)?;
+    let ev = api_event(&auth, LogType::Sapi, "Update suspicious IP throttling settings");
+    auth.tenant.store.put_attack_settings(SUSPICIOUS_IP, &updated, &ev).await?;
+    Ok(Json(updated).into_response())
+}
+
+/// `/t/{tenant}/api/v2/anomaly/blocks/ips/{id}`
+#[derive(Debug, Deserialize)]
+pub struct IpPath {
+    pub id: String,
+}
+
+fn parse_ip(raw: &str) -> Result<String, ApiError> {
+    raw.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| ApiError::bad_request("Path validation error: 'id' must be an IP address."))
+}
+
+/// Whether an IP address is throttled (200) or not (404).
+#[utoipa::path(get, path = "/anomaly/blocks/ips/{id}", tag = "Attack protection",
+    params(("id" = String, Path, description = "IP address")),
+    responses((status = 200), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read:anomaly_blocks"])))]
+pub async fn get_ip_block(auth: Authorized<ReadAnomalyBlocks>, Path(path): Path<IpPath>) -> Result<Response, ApiError> {
+    machine_only(&auth)?;
+    let ip = parse_ip(&path.id)?;
+    let settings = throttling_settings(&auth.tenant).await?;
+    let login = Throttle::from_settings(&settings, "pre-login").exceeded(&auth.tenant, IP_LOGIN, Some(&ip)).await?;
+    let signup = Throttle::from_settings(&settings, "pre-user-registration").exceeded(&auth.tenant, IP_SIGNUP, Some(&ip)).await?;
+    if login || signup {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "The IP address is not blocked.", Some("inexistent_ip_block")))
+    }
+}
+
+/// Lift the throttling of an IP address (its counters start again).
+#[utoipa::path(delete, path = "/anomaly/blocks/ips/{id}", tag = "Attack protection",
+    params(("id" = String, Path, description = "IP address")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["delete:anomaly_blocks"])))]
+pub async fn delete_ip_block(auth: Authorized<DeleteAnomalyBlocks>, Path(path): Path<IpPath>) -> Result<StatusCode, ApiError> {
+    machine_only(&auth)?;
+    let ip = parse_ip(&path.id)?;
+    let mut ev = api_event(&auth, LogType::Sapi, "Lift the throttling of an IP address");
+    ev.ip = Some(ip.clone());
+    auth.tenant.store.clear_counters(&CounterScope::Ip(ip), Effects::log(ev)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -357,6 +357,9 @@ pub async fn login_submit(
             let e = refuse(&ctx, &other, &connection, &username, Some(&v.client)).await;
             let message = match other {
                 Verdict::Blocked(_) => "Your account has been blocked. Contact the administrator of this application.",
+                Verdict::SuspiciousIp => {
+                    "Too many failed attempts from your network. Try again later or contact the administrator."
+                }
                 Verdict::TooManyAttempts(_) => {
                     "Too many failed attempts: logins to this account from your network are blocked for now. Reset your password or wait."
                 }

@@ -438,3 +438,77 @@ pub async fn verify_submit(
         Err(_) => unavailable(&t),
     }
 }
+
+// ---- unblock (the link in a blocked_account mail) ----
+
+/// `GET /t/{tenant}/u/unblock?ticket=…`: a button that lifts the blocks (nothing changes on GET).
+pub async fn unblock_page(
+    State(state): State<AppState>,
+    AuthTenant(t): AuthTenant,
+    headers: HeaderMap,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    let token = q.ticket.unwrap_or_default();
+    match live_ticket(&t, &token, ticket_kind::UNBLOCK).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return unblock_dead(&t),
+        Err(_) => return unavailable(&t),
+    }
+    let (csrf, set) = csrf_token(&state, &headers);
+    let body = format!(
+        "<p>Logins to your account were blocked after too many failed attempts. If those attempts were yours, \
+         unblock your account; if not, consider changing your password.</p>\
+         <form method=\"post\" action=\"{issuer}u/unblock\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+         <button type=\"submit\">Unblock my account</button></form>",
+        issuer = esc(&t.issuer),
+        csrf = esc(&csrf),
+        ticket = esc(&token),
+    );
+    with_cookie(page(StatusCode::OK, "Unblock your account", t.name.as_str(), &body), set)
+}
+
+fn unblock_dead(t: &TenantCtx) -> Response {
+    let body = format!(
+        "<div class=\"error\" role=\"alert\">This link has expired or has already been used.</div>\
+         <p>You can still reset your password, which also unblocks your account.</p>\
+         <nav><a href=\"{}u/reset-password\">Reset my password</a></nav>",
+        esc(&t.issuer)
+    );
+    page(StatusCode::GONE, "Unblock your account", t.name.as_str(), &body)
+}
+
+/// `POST /t/{tenant}/u/unblock`: redeem the ticket; every brute-force block of the user is lifted.
+pub async fn unblock_submit(
+    State(state): State<AppState>,
+    AuthTenant(t): AuthTenant,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<VerifySubmit>,
+) -> Response {
+    if !csrf_ok(&state, &headers, form.csrf.as_deref().unwrap_or_default()) {
+        return forbidden_form(&t);
+    }
+    let token = form.ticket.unwrap_or_default();
+    let ticket = match live_ticket(&t, &token, ticket_kind::UNBLOCK).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return unblock_dead(&t),
+        Err(_) => return unavailable(&t),
+    };
+    let mut ev = LogEvent::new(LogType::Ublkdu, "Brute-force blocks lifted with the emailed link");
+    ev.user_id = Some(ticket.user_id.clone());
+    ev.ip = ip.to_string_opt();
+    ev.user_agent = user_agent(&headers);
+    let effects = Effects::log(ev).with_revocation(Revocation::LoginBlocks { user: ticket.user_id.clone() });
+    let noop = Box::new(|_: &mut roster_domain::user::User| Ok(()));
+    match t.store.redeem_ticket(&ticket.id_hash, ticket_kind::UNBLOCK, Timestamp::now(), noop, None, effects).await {
+        Ok(Redeemed::Done { .. }) => page(
+            StatusCode::OK,
+            "Account unblocked",
+            t.name.as_str(),
+            "<div class=\"info\" role=\"status\">Your account is unblocked. You can log in again.</div>",
+        ),
+        Ok(Redeemed::Invalid) => unblock_dead(&t),
+        Err(_) => unavailable(&t),
+    }
+}
