@@ -326,6 +326,25 @@ PY
   expect_status login 200 -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data "$BENCH_LOGIN_BODY" "$BASE/t/default/oauth/token"
   measure "$backend" login login.lua "$BASE/t/default/oauth/token"
 
+  # A refused attempt: the right password for a pair brute-force protection blocked (issue 6).
+  BENCH_REFUSED_BODY=$(python3 - "$creds" <<'PY'
+import json, sys, urllib.parse
+c = json.load(open(sys.argv[1]))
+print(urllib.parse.urlencode({"grant_type": "http://auth0.com/oauth/grant-type/password-realm",
+    "client_id": c["default_app"]["client_id"], "client_secret": c["default_app"]["client_secret"],
+    "username": "bench-login@example.com", "password": "bench login passphrase", "realm": c["connection"],
+    "scope": "openid"}))
+PY
+)
+  export BENCH_REFUSED_BODY
+  local wrong=${BENCH_REFUSED_BODY/bench+login+passphrase/a+wrong+guess}
+  for _ in $(seq 1 10); do
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data "$wrong" "$BASE/t/default/oauth/token"
+  done
+  expect_status refused 429 -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data "$BENCH_REFUSED_BODY" \
+    "$BASE/t/default/oauth/token"
+  measure "$backend" refused refused.lua "$BASE/t/default/oauth/token"
+
   # The PATCHes were real: a user touched by the test carries the keys it set.
   curl -fs "${auth[@]}" "$BASE/t/default/api/v2/users/$first_id" >"$TMP/after.json"
   R[$backend.metadata_keys]=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["user_metadata"]))' "$TMP/after.json")
@@ -396,7 +415,10 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   sent before on each request, walking over every user, each a durable commit (SQLite
   \`synchronous=full\`, the default; PostgreSQL's defaults) (\`bench/patch_user.lua\`); client-credentials
   token issuance, \`POST /oauth/token\` with a form body, RS256 (\`bench/token.lua\`); password-realm
-  login of one user (argon2id with the default parameters, profile update, RS256 tokens) (\`bench/login.lua\`),
+  login of one user (argon2id with the default parameters, profile update, RS256 tokens) (\`bench/login.lua\`);
+  the same login after ten wrong passwords from the same address blocked the pair: every answer is
+  \`429 too_many_attempts\`, computed without a hash (\`bench/refused.lua\`, which counts any other status as
+  an error),
   compared with the raw argon2id verification rate of the same hashing pool measured alone.
 - Server settings: defaults (e.g. 8 database connections), except the Management API rate limit raised
   to 100,000,000/s (\`ROSTER_MANAGEMENT_RATE_LIMIT\`, \`ROSTER_MANAGEMENT_RATE_BURST\`) and
@@ -439,13 +461,14 @@ for b in "${BACKENDS[@]}"; do
     echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   fi
-  for t in healthz get_user patch_user token login; do
+  for t in healthz get_user patch_user token login refused; do
     case $t in
       healthz) label='`GET /healthz`' ;;
       get_user) label='`GET /api/v2/users/{id}`' ;;
       patch_user) label='`PATCH /api/v2/users/{id}` (user_metadata)' ;;
       token) label='`POST /oauth/token` (client credentials)' ;;
       login) label='`POST /oauth/token` (password-realm login)' ;;
+      refused) label='`POST /oauth/token` refused by brute-force protection (429)' ;;
     esac
     sock=$(( ${R[$b.$t.connect]} + ${R[$b.$t.read]} + ${R[$b.$t.write]} + ${R[$b.$t.timeout]} ))
     row="| $label | $(printf '%.0f' "${R[$b.$t.rps]}") | ${R[$b.$t.p50_ms]} | ${R[$b.$t.p99_ms]} | ${R[$b.$t.non2xx]} | $sock | ${R[$b.$t.server_cpu]}"
@@ -464,6 +487,8 @@ for b in "${BACKENDS[@]}"; do
   echo "| tokens/s per core (rate ÷ $NPROC cores, wrk on the same cores) | $tpc | ≥ 1500 | $(verdict "$tpc" 1500) |"
   l_h=$(ratio "${R[$b.login.rps]}" "$HASH_RATE")
   echo "| password logins ÷ raw argon2id verifications (issue 3) | $l_h | ≥ 0.85 | $(verdict "$l_h" 0.85) |"
+  r_h=$(ratio "${R[$b.refused.rps]}" "${R[$b.healthz.rps]}")
+  echo "| refused attempts (blocked pair, no hash) ÷ \`GET /healthz\` (issue 6) | $r_h | ≥ 0.5 | $(verdict "$r_h" 0.5) |"
   echo "| for information: tokens per second of server CPU time | $tps | | |"
   echo "| for information: server CPU µs per request, healthz / GET / PATCH / token | $(for t in healthz get_user patch_user token; do awk -v c="${R[$b.$t.server_cpu]}" -v r="${R[$b.$t.rps]}" 'BEGIN{printf "%.0f ", c*1e6/r}'; done | sed 's/ $//; s/ / \/ /g') | | |"
   if [ "$INVALID" != 0 ]; then

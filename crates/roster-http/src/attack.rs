@@ -81,13 +81,45 @@ impl BruteForce {
 
 /// The tenant's brute-force settings, stored merged over the defaults.
 pub async fn brute_force_settings(t: &TenantCtx) -> Result<Value, StoreError> {
-    let mut merged = brute_force_defaults();
-    if let Some(Value::Object(stored)) = t.store.attack_settings(BRUTE_FORCE).await? {
-        for (k, v) in stored {
-            merged[k] = v;
+    cached(t, BRUTE_FORCE, || async {
+        let mut merged = brute_force_defaults();
+        if let Some(Value::Object(stored)) = t.store.attack_settings(BRUTE_FORCE).await? {
+            for (k, v) in stored {
+                merged[k] = v;
+            }
         }
+        Ok(merged)
+    })
+    .await
+}
+
+/// Settings of `kind`, read from the store at most once per `SETTINGS_TTL` per node: every login
+/// needs them, and they change rarely.
+async fn cached<F, Fut>(t: &TenantCtx, kind: &'static str, load: F) -> Result<Value, StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, StoreError>>,
+{
+    let hit = t
+        .attack_settings
+        .lock()
+        .ok()
+        .and_then(|m| m.get(kind).filter(|(at, _)| at.elapsed() < crate::tenant::SETTINGS_TTL).map(|(_, v)| v.clone()));
+    if let Some(v) = hit {
+        return Ok(v);
     }
-    Ok(merged)
+    let v = load().await?;
+    if let Ok(mut m) = t.attack_settings.lock() {
+        m.insert(kind, (std::time::Instant::now(), v.clone()));
+    }
+    Ok(v)
+}
+
+/// Forget the cached settings of `kind` (after this node changed them).
+pub fn forget_settings(t: &TenantCtx, kind: &'static str) {
+    if let Ok(mut m) = t.attack_settings.lock() {
+        m.remove(kind);
+    }
 }
 
 /// Check a PATCH body against Auth0's schema and merge it over `current`.
@@ -129,11 +161,14 @@ pub fn throttling_defaults() -> Value {
 
 /// The tenant's suspicious-IP throttling settings, merged over the defaults (stages merge too).
 pub async fn throttling_settings(t: &TenantCtx) -> Result<Value, StoreError> {
-    let mut merged = throttling_defaults();
-    if let Some(stored) = t.store.attack_settings(SUSPICIOUS_IP).await? {
-        merge_throttling(&mut merged, &stored);
-    }
-    Ok(merged)
+    cached(t, SUSPICIOUS_IP, || async {
+        let mut merged = throttling_defaults();
+        if let Some(stored) = t.store.attack_settings(SUSPICIOUS_IP).await? {
+            merge_throttling(&mut merged, &stored);
+        }
+        Ok(merged)
+    })
+    .await
 }
 
 fn merge_throttling(into: &mut Value, patch: &Value) {
@@ -270,7 +305,21 @@ pub enum Gate {
     Blocked,
 }
 
-/// Charge an attempt for `identifier` from `ip` before its password is checked.
+/// Whether `identifier` from `ip` is blocked now: one read, no write, no hash (checked before the
+/// user is even looked up, so a refused attempt costs as little as possible).
+pub async fn is_blocked(t: &TenantCtx, bf: &BruteForce, identifier: &str, ip: Option<&str>) -> Result<bool, StoreError> {
+    if !bf.applies(ip) {
+        return Ok(false);
+    }
+    let now = Timestamp::now().millis();
+    Ok(t.store
+        .counter(LOGIN, &counter_key(identifier, ip, bf.per_ip))
+        .await?
+        .is_some_and(|c| c.window_start.millis() > now - BLOCK_WINDOW_MS && c.count >= bf.max_attempts))
+}
+
+/// Charge an attempt for `identifier` from `ip` before its password is checked (after
+/// [`is_blocked`]): the count this attempt got decides whether it may be evaluated.
 pub async fn gate(
     t: &TenantCtx,
     bf: &BruteForce,
@@ -283,14 +332,6 @@ pub async fn gate(
         return Ok(Gate::Free);
     }
     let key = counter_key(identifier, ip, bf.per_ip);
-    let now = Timestamp::now();
-    // A cheap read first: an already blocked pair costs no write either.
-    if let Some(c) = t.store.counter(LOGIN, &key).await?
-        && c.window_start.millis() > now.millis() - BLOCK_WINDOW_MS
-        && c.count >= bf.max_attempts
-    {
-        return Ok(Gate::Blocked);
-    }
     let counter = t
         .store
         .charge(&Charge {
@@ -300,7 +341,7 @@ pub async fn gate(
             ip: ip.map(str::to_owned),
             connection: Some(connection.to_owned()),
             user_id: user.cloned(),
-            now,
+            now: Timestamp::now(),
             window_ms: BLOCK_WINDOW_MS,
             limit: bf.max_attempts,
         })

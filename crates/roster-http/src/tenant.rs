@@ -31,7 +31,13 @@ pub struct TenantCtx {
     kids: Vec<String>,
     /// Management tokens already verified with these keys (see [`TenantCtx::verify_management_token`]).
     verified: Mutex<HashMap<Box<str>, VerifiedToken>>,
+    /// Attack-protection settings by kind, read at most once per [`SETTINGS_TTL`] (see `attack.rs`).
+    pub(crate) attack_settings: Mutex<HashMap<&'static str, (Instant, serde_json::Value)>>,
 }
+
+/// How long a node trusts the attack-protection settings it read (a change made on another node
+/// applies within this time; on the same node at once).
+pub const SETTINGS_TTL: Duration = Duration::from_secs(1);
 
 /// A verified token (whole text) and its claims, keyed by its signature segment.
 type VerifiedToken = (Box<str>, Arc<Verified>);
@@ -143,6 +149,7 @@ impl TenantCache {
                     store: tstore,
                     kids,
                     verified: Mutex::new(HashMap::new()),
+                    attack_settings: Mutex::new(HashMap::new()),
                 })
             }
         };

@@ -68,27 +68,25 @@ pub async fn check_credentials(
 ) -> Result<Verdict, OAuthError> {
     let state = ctx.state;
     let connection = ctx.tenant.store.connection_by_name(connection_name).await?;
-    let found = match &connection {
-        Some(c) if c.strategy == "auth0" => ctx.tenant.store.user_by_login(&c.id, identifier).await?,
-        _ => None,
-    };
+    let ip = ctx.ip.as_deref();
+    // The refusals come first and cost no hash: a throttled IP, then a blocked identifier (+ IP).
     let throttle = crate::attack::Throttle::from_settings(&crate::attack::throttling_settings(ctx.tenant).await?, "pre-login");
-    if connection.is_some() && throttle.exceeded(ctx.tenant, crate::attack::IP_LOGIN, ctx.ip.as_deref()).await? {
+    if connection.is_some() && throttle.exceeded(ctx.tenant, crate::attack::IP_LOGIN, ip).await? {
         return Ok(Verdict::SuspiciousIp);
     }
     let bf = match &connection {
         Some(_) => crate::attack::BruteForce::from_settings(&crate::attack::brute_force_settings(ctx.tenant).await?),
         None => crate::attack::BruteForce::from_settings(&serde_json::json!({"enabled": false})),
     };
-    let gate = crate::attack::gate(
-        ctx.tenant,
-        &bf,
-        identifier,
-        ctx.ip.as_deref(),
-        connection_name,
-        found.as_ref().map(|(u, _)| &u.user_id),
-    )
-    .await?;
+    if crate::attack::is_blocked(ctx.tenant, &bf, identifier, ip).await? {
+        return Ok(Verdict::TooManyAttempts(None));
+    }
+    let found = match &connection {
+        Some(c) if c.strategy == "auth0" => ctx.tenant.store.user_by_login(&c.id, identifier).await?,
+        _ => None,
+    };
+    let gate =
+        crate::attack::gate(ctx.tenant, &bf, identifier, ip, connection_name, found.as_ref().map(|(u, _)| &u.user_id)).await?;
     if matches!(gate, crate::attack::Gate::Blocked) {
         return Ok(Verdict::TooManyAttempts(found.map(|(u, _)| Box::new(u))));
     }

@@ -67,6 +67,7 @@ pub async fn patch_brute_force_settings(
     let updated = patch_brute_force(&current, body).map_err(invalid)?;
     let ev = api_event(&auth, LogType::Sapi, "Update brute-force protection settings");
     auth.tenant.store.put_attack_settings(BRUTE_FORCE, &updated, &ev).await?;
+    crate::attack::forget_settings(&auth.tenant, BRUTE_FORCE);
     Ok(Json(updated).into_response())
 }
 
@@ -218,6 +219,7 @@ pub async fn patch_throttling_settings(
     let updated = patch_throttling(&current, body).map_err(invalid)?;
     let ev = api_event(&auth, LogType::Sapi, "Update suspicious IP throttling settings");
     auth.tenant.store.put_attack_settings(SUSPICIOUS_IP, &updated, &ev).await?;
+    crate::attack::forget_settings(&auth.tenant, SUSPICIOUS_IP);
     Ok(Json(updated).into_response())
 }
 
