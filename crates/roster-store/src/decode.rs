@@ -86,5 +86,6 @@ pub(crate) fn client<R: Cols>(r: &R) -> Result<Client> {
         is_first_party: r.flag("is_first_party")?,
         description: req_text(r, "description")?,
         created_at: Timestamp::from_millis(req_int(r, "created_at")?),
+        token_endpoint_ip_header_trusted: r.flag("token_endpoint_ip_header_trusted")?,
     })
 }

@@ -47,6 +47,9 @@ pub struct Client {
     pub is_first_party: bool,
     pub description: String,
     pub created_at: Timestamp,
+    /// Auth0's "Trust Token Endpoint IP Header": this (confidential) client may send the end user's
+    /// address in `auth0-forwarded-for`.
+    pub token_endpoint_ip_header_trusted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -79,7 +79,7 @@ fn user_from_row(row: &DbRow) -> Result<User> {
 }
 
 const CLIENT_COLS: &str = "client_id, name, secret_hash, app_type, is_management, grant_types, callbacks, allowed_logout_urls, \
-     token_endpoint_auth_method, is_first_party, description, created_at";
+     token_endpoint_auth_method, is_first_party, description, created_at, token_endpoint_ip_header_trusted";
 
 fn client_from_row(row: &DbRow) -> Result<Client> {
     decode::client(row)
@@ -87,7 +87,7 @@ fn client_from_row(row: &DbRow) -> Result<Client> {
 
 async fn insert_client(conn: &mut Conn, t: &TenantId, c: &Client) -> Result<()> {
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO clients (tenant_id, {CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO clients (tenant_id, {CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )))
     .bind(t.as_str())
     .bind(c.client_id.as_str())
@@ -102,6 +102,7 @@ async fn insert_client(conn: &mut Conn, t: &TenantId, c: &Client) -> Result<()> 
     .bind(c.is_first_party)
     .bind(&c.description)
     .bind(c.created_at.millis())
+    .bind(c.token_endpoint_ip_header_trusted)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -508,8 +509,8 @@ impl ClientRepo for SqlBackend {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query(
             "UPDATE clients SET name = $3, secret_hash = $4, app_type = $5, grant_types = $6, callbacks = $7, \
-             allowed_logout_urls = $8, token_endpoint_auth_method = $9, is_first_party = $10, description = $11 \
-             WHERE tenant_id = $1 AND client_id = $2",
+             allowed_logout_urls = $8, token_endpoint_auth_method = $9, is_first_party = $10, description = $11, \
+             token_endpoint_ip_header_trusted = $12 WHERE tenant_id = $1 AND client_id = $2",
         )
         .bind(t.as_str())
         .bind(c.client_id.as_str())
@@ -522,6 +523,7 @@ impl ClientRepo for SqlBackend {
         .bind(&c.token_endpoint_auth_method)
         .bind(c.is_first_party)
         .bind(&c.description)
+        .bind(c.token_endpoint_ip_header_trusted)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -383,6 +383,7 @@ const CLIENT_COLUMNS: &[&str] = &[
     "is_first_party",
     "description",
     "created_at",
+    "token_endpoint_ip_header_trusted",
 ];
 
 /// The columns of `CLIENT_GRANT_SQL`, in order.

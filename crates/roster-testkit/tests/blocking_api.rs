@@ -367,3 +367,49 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
     let ips: Vec<&str> = blocks["blocked_for"].as_array().expect("list").iter().filter_map(|b| b["ip"].as_str()).collect();
     assert_eq!(ips, vec!["203.0.113.5", "127.0.0.2"]);
 }
+
+/// `auth0-forwarded-for` names the counted address only for a confidential client the tenant allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_forwarded_for_only_from_allowed_confidential_clients() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let token = app.token().await;
+    app.create_user(&token, "fwd2@example.com").await;
+    let app_id = app.creds.default_app.client_id.clone();
+    let guess = || async {
+        app.http
+            .post(app.url("/t/acme/oauth/token"))
+            .header("auth0-forwarded-for", "198.51.100.9")
+            .form(&[
+                ("grant_type", "http://auth0.com/oauth/grant-type/password-realm"),
+                ("realm", DB),
+                ("username", "fwd2@example.com"),
+                ("password", "wrong guess"),
+                ("client_id", app_id.as_str()),
+                ("client_secret", app.creds.default_app.client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .expect("token")
+            .status()
+            .as_u16()
+    };
+    mgmt(&app, Method::PATCH, "/attack-protection/brute-force-protection", &token, Some(json!({"max_attempts": 1}))).await;
+    assert_eq!(guess().await, 403, "not allowed yet: counted under the socket address");
+    let (s, c) =
+        mgmt(&app, Method::PATCH, &format!("/clients/{app_id}"), &token, Some(json!({"token_endpoint_ip_header_trusted": true})))
+            .await;
+    assert_eq!((s, c["token_endpoint_ip_header_trusted"].as_bool()), (200, Some(true)));
+    assert_eq!(guess().await, 403, "allowed: counted under the forwarded address");
+    let (_, blocks) = mgmt(&app, Method::GET, "/user-blocks?identifier=fwd2@example.com", &token, None).await;
+    let ips: Vec<&str> = blocks["blocked_for"].as_array().expect("list").iter().filter_map(|b| b["ip"].as_str()).collect();
+    assert_eq!(ips, vec!["127.0.0.1", "198.51.100.9"]);
+    // A public client cannot be allowed.
+    let (s, spa) = mgmt(&app, Method::POST, "/clients", &token, Some(json!({"name": "spa", "app_type": "spa"}))).await;
+    assert_eq!(s, 201);
+    let spa_id = spa["client_id"].as_str().expect("id");
+    let (s, _) =
+        mgmt(&app, Method::PATCH, &format!("/clients/{spa_id}"), &token, Some(json!({"token_endpoint_ip_header_trusted": true})))
+            .await;
+    assert_eq!(s, 400);
+}

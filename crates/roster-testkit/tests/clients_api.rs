@@ -81,7 +81,7 @@ async fn clients_crud(app: TestApp) {
         json!({
             "name": "Web App", "description": "", "app_type": "regular_web", "callbacks": [], "allowed_logout_urls": [],
             "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "client_secret_post",
-            "is_first_party": true,
+            "is_first_party": true, "token_endpoint_ip_header_trusted": false,
         }),
         "Auth0 defaults for a regular web application"
     );
@@ -141,6 +141,7 @@ async fn clients_crud(app: TestApp) {
             "client_id": id, "name": "Web App 2", "description": "Our site", "app_type": "regular_web",
             "callbacks": ["https://app.example.com/callback"], "allowed_logout_urls": ["https://app.example.com/"],
             "grant_types": ["authorization_code"], "token_endpoint_auth_method": "client_secret_basic", "is_first_party": false,
+            "token_endpoint_ip_header_trusted": false,
         })
     );
     let (s, updated) = patch(&app, &tok, &format!("/clients/{id}"), json!({"description": null, "callbacks": null})).await;

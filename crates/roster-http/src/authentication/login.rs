@@ -248,6 +248,22 @@ pub async fn password_grant(ctx: &GrantCtx<'_>, req: TokenRequest, realm_grant: 
         (true, None) => return Err(OAuthError::invalid_request("Missing required parameter: realm")),
     };
     let grant = decide(ctx.tenant, req.scope.as_deref(), req.audience.as_deref())?;
+    // A back end logging a user in on their behalf names the user's address, if it is a confidential
+    // client (it authenticated with its secret) that the tenant allowed to; anyone else's header is
+    // ignored. Attack protection then counts the user's address, not the back end's.
+    let forwarded = GrantCtx {
+        state: ctx.state,
+        tenant: ctx.tenant,
+        ip: match ctx.forwarded_for.as_deref().map(str::trim).and_then(|v| v.parse::<std::net::IpAddr>().ok()) {
+            Some(ip) if client.token_endpoint_ip_header_trusted && client.token_endpoint_auth_method != "none" => {
+                Some(ip.to_string())
+            }
+            _ => ctx.ip.clone(),
+        },
+        user_agent: ctx.user_agent.clone(),
+        forwarded_for: None,
+    };
+    let ctx = &forwarded;
     let verdict = check_credentials(ctx, &connection, username, password).await?;
     let Verdict::Ok { user, hash } = verdict else {
         return Err(refuse(ctx, &verdict, &connection, username, Some(&client)).await);

@@ -130,7 +130,9 @@ pub async fn token(
         .clone()
         .filter(|g| !g.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: grant_type"))?;
-    let ctx = GrantCtx { state: &state, tenant: &tenant, ip: ip.to_string_opt(), user_agent: user_agent(&headers) };
+    let forwarded_for = headers.get("auth0-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let ctx =
+        GrantCtx { state: &state, tenant: &tenant, ip: ip.to_string_opt(), user_agent: user_agent(&headers), forwarded_for };
     match grant.as_str() {
         "client_credentials" => client_credentials(&state, &tenant, &headers, req).await,
         "password" => super::login::password_grant(&ctx, req, false).await,
@@ -150,6 +152,8 @@ pub struct GrantCtx<'a> {
     pub tenant: &'a TenantCtx,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// `auth0-forwarded-for`, believed only for clients allowed to send it (see `login.rs`).
+    pub forwarded_for: Option<String>,
 }
 
 impl GrantCtx<'_> {

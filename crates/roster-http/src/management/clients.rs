@@ -252,6 +252,11 @@ fn check_combination(c: &Client) -> Result<(), ApiError> {
             "The client_credentials grant requires a confidential client: token_endpoint_auth_method cannot be none",
         ));
     }
+    if c.token_endpoint_auth_method == "none" && c.token_endpoint_ip_header_trusted {
+        return Err(invalid(
+            "token_endpoint_ip_header_trusted requires a confidential client: token_endpoint_auth_method cannot be none",
+        ));
+    }
     Ok(())
 }
 
@@ -269,6 +274,7 @@ fn client_json(c: &Client, secret: Option<&str>) -> Value {
         "grant_types": c.grant_types,
         "token_endpoint_auth_method": c.token_endpoint_auth_method,
         "is_first_party": c.is_first_party,
+        "token_endpoint_ip_header_trusted": c.token_endpoint_ip_header_trusted,
     });
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -409,6 +415,9 @@ pub struct CreateClientBody {
     pub token_endpoint_auth_method: Option<String>,
     /// Default `true`.
     pub is_first_party: Option<bool>,
+    /// Let this confidential client name the end user's address in `auth0-forwarded-for` on the
+    /// password grants (default `false`).
+    pub token_endpoint_ip_header_trusted: Option<bool>,
 }
 
 /// Create a client. The response is the only one, with rotation, that carries `client_secret`.
@@ -445,6 +454,7 @@ pub async fn create_client(
         is_first_party: body.is_first_party.unwrap_or(true),
         description: parse_description(body.description.unwrap_or_default())?,
         created_at: Timestamp::now(),
+        token_endpoint_ip_header_trusted: body.token_endpoint_ip_header_trusted.unwrap_or(false),
     };
     check_combination(&client)?;
     let mut ev = api_event(&auth, LogType::Sapi, "Create a Client");
@@ -487,6 +497,9 @@ pub struct UpdateClientBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<bool>)]
     pub is_first_party: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<bool>)]
+    pub token_endpoint_ip_header_trusted: Option<Option<bool>>,
 }
 
 impl UpdateClientBody {
@@ -500,6 +513,7 @@ impl UpdateClientBody {
             ("grant_types", self.grant_types.is_some()),
             ("token_endpoint_auth_method", self.token_endpoint_auth_method.is_some()),
             ("is_first_party", self.is_first_party.is_some()),
+            ("token_endpoint_ip_header_trusted", self.token_endpoint_ip_header_trusted.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, present)| present.then_some(f))
@@ -535,6 +549,9 @@ impl UpdateClientBody {
         }
         if let Some(v) = self.is_first_party {
             c.is_first_party = required("is_first_party", v)?;
+        }
+        if let Some(v) = self.token_endpoint_ip_header_trusted {
+            c.token_endpoint_ip_header_trusted = required("token_endpoint_ip_header_trusted", v)?;
         }
         check_combination(c)
     }
@@ -647,6 +664,8 @@ pub struct ClientSchema {
     #[schema(example = "client_secret_post")]
     token_endpoint_auth_method: String,
     is_first_party: bool,
+    /// May send the end user's address in `auth0-forwarded-for` (confidential clients only).
+    token_endpoint_ip_header_trusted: bool,
     /// Only in the responses of `POST /clients` and `POST /clients/{id}/rotate-secret`.
     client_secret: Option<String>,
 }

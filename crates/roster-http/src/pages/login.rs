@@ -345,7 +345,8 @@ pub async fn login_submit(
             StatusCode::BAD_REQUEST,
         );
     }
-    let ctx = GrantCtx { state: &state, tenant: &t, ip: ip.to_string_opt(), user_agent: user_agent(&headers) };
+    let ctx =
+        GrantCtx { state: &state, tenant: &t, ip: ip.to_string_opt(), user_agent: user_agent(&headers), forwarded_for: None };
     let connection = v.req.connection.clone().unwrap_or_else(|| DEFAULT_DIRECTORY.to_owned());
     let verdict = match check_credentials(&ctx, &connection, &username, &password).await {
         Ok(v) => v,

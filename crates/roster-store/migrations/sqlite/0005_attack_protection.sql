@@ -27,3 +27,7 @@ CREATE TABLE attack_counters (
 );
 CREATE INDEX attack_counters_identifier ON attack_counters (tenant_id, identifier);
 CREATE INDEX attack_counters_user ON attack_counters (tenant_id, user_id);
+
+-- Auth0's "Trust Token Endpoint IP Header": a confidential client may name the end user's address in
+-- `auth0-forwarded-for` on the password grants (a back end logging users in on their behalf).
+ALTER TABLE clients ADD COLUMN token_endpoint_ip_header_trusted BOOLEAN NOT NULL DEFAULT FALSE;
