@@ -289,6 +289,16 @@ impl Throttle {
     }
 }
 
+/// The identifiers a user logs in with (lowercased email, username): their counters are the user's
+/// even when they were counted before the account existed.
+pub fn identifiers_of(user: &roster_domain::user::User) -> Vec<String> {
+    user.email.iter().map(|e| e.as_str().to_lowercase()).chain(user.username.iter().map(|u| u.to_lowercase())).collect()
+}
+
+/// Counters of blocked-account notices: one per login counter key and hour, kept apart from the login
+/// counters so that an unblock or a success does not allow another notice within the hour.
+pub const LOGIN_NOTICE: &str = "login_notice";
+
 /// The counter of an identifier (and IP, in the default mode).
 pub fn counter_key(identifier: &str, ip: Option<&str>, per_ip: bool) -> String {
     let id = identifier.to_lowercase();

@@ -357,11 +357,6 @@ impl TenantStore {
     pub async fn charge(&self, c: &Charge) -> Result<AttackCounter> {
         self.backend.charge(&self.tenant, c).await
     }
-    /// True (and recorded) unless a notification for this counter went out less than `min_interval` ago.
-    pub async fn mark_notified(&self, kind: &str, key: &str, now: Timestamp, min_interval: Duration) -> Result<bool> {
-        let ms = i64::try_from(min_interval.as_millis()).unwrap_or(i64::MAX / 4);
-        self.backend.mark_notified(&self.tenant, kind, key, now, ms).await
-    }
     /// Blocked counters of `scope` whose window started after `since`.
     pub async fn blocked_counters(&self, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>> {
         self.backend.blocked_counters(&self.tenant, scope, since).await

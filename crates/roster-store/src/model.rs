@@ -270,8 +270,9 @@ pub enum Revocation {
     Grants { user: UserId, keep_session: Option<String>, at: Timestamp },
     /// Every unused ticket of this kind of the user.
     Tickets { user: UserId, kind: String, at: Timestamp },
-    /// Every brute-force counter (and so every block) of the user's logins.
-    LoginBlocks { user: UserId },
+    /// Every brute-force counter (and so every block) of the user's logins: those that know the user,
+    /// and those of its identifiers (email, username) counted before the account existed.
+    LoginBlocks { user: UserId, identifiers: Vec<String> },
 }
 
 /// The outcome of redeeming a ticket.
@@ -409,6 +410,6 @@ pub enum CounterScope {
     Identifier(String),
     /// Every login counter of this user.
     User(UserId),
-    /// Every counter of this IP (any kind).
+    /// The suspicious-IP throttling counters of this IP (not the brute-force counters of its logins).
     Ip(String),
 }

@@ -118,10 +118,19 @@ pub(crate) fn revocation(t: &TenantId, r: &Revocation) -> Vec<(&'static str, Vec
                 ),
             ]
         }
-        Revocation::LoginBlocks { user } => vec![(
-            "DELETE FROM attack_counters WHERE tenant_id = $1 AND kind = 'login' AND user_id = $2",
-            vec![text(t.as_str()), text(user.as_str())],
-        )],
+        Revocation::LoginBlocks { user, identifiers } => {
+            let mut out = vec![(
+                "DELETE FROM attack_counters WHERE tenant_id = $1 AND kind = 'login' AND user_id = $2",
+                vec![text(t.as_str()), text(user.as_str())],
+            )];
+            for i in identifiers {
+                out.push((
+                    "DELETE FROM attack_counters WHERE tenant_id = $1 AND kind = 'login' AND identifier = $2",
+                    vec![text(t.as_str()), text(&i.to_lowercase())],
+                ));
+            }
+            out
+        }
         Revocation::Tickets { user, kind, at } => vec![(
             "UPDATE tickets SET used_at = $4 WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND used_at IS NULL",
             vec![text(t.as_str()), text(user.as_str()), text(kind), Param::Int(Some(at.millis()))],

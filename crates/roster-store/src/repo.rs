@@ -156,8 +156,6 @@ pub(crate) trait AttackRepo: Send + Sync {
     async fn counter(&self, t: &TenantId, kind: &str, key: &str) -> Result<Option<AttackCounter>>;
     /// Count one event atomically; the counter as it now is.
     async fn charge(&self, t: &TenantId, c: &Charge) -> Result<AttackCounter>;
-    /// Record a notification unless one was sent less than `min_interval_ms` ago; true when recorded.
-    async fn mark_notified(&self, t: &TenantId, kind: &str, key: &str, now: Timestamp, min_interval_ms: i64) -> Result<bool>;
     /// Blocked counters of a scope whose window started after `since`.
     async fn blocked_counters(&self, t: &TenantId, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>>;
     async fn clear_counters(&self, t: &TenantId, scope: &CounterScope, effects: &Effects) -> Result<u64>;

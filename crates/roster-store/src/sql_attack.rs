@@ -72,21 +72,6 @@ impl AttackRepo for SqlBackend {
         counter_from_row(&row)
     }
 
-    async fn mark_notified(&self, t: &TenantId, kind: &str, key: &str, now: Timestamp, min_interval_ms: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE attack_counters SET notified_at = $4 WHERE tenant_id = $1 AND kind = $2 AND key = $3 \
-             AND (notified_at IS NULL OR notified_at <= $4 - $5)",
-        )
-        .bind(t.as_str())
-        .bind(kind)
-        .bind(key)
-        .bind(now.millis())
-        .bind(min_interval_ms)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn blocked_counters(&self, t: &TenantId, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>> {
         let (clause, value) = scope_clause(scope);
         let rows = sqlx::query(AssertSqlSafe(format!(
@@ -152,6 +137,7 @@ fn scope_clause(scope: &CounterScope) -> (&'static str, (String, String)) {
         CounterScope::Key { kind, key } => ("kind = $2 AND key = $4", (kind.clone(), key.clone())),
         CounterScope::Identifier(i) => ("kind = $2 AND identifier = $4", ("login".into(), i.to_lowercase())),
         CounterScope::User(u) => ("kind = $2 AND user_id = $4", ("login".into(), u.as_str().to_owned())),
-        CounterScope::Ip(ip) => ("ip = $4 AND $2 = $2", (String::new(), ip.clone())),
+        // Throttling counters only: the brute-force blocks of every account from that address stay.
+        CounterScope::Ip(ip) => ("kind IN ('ip_login', 'ip_signup') AND ip = $4 AND $2 = $2", (String::new(), ip.clone())),
     }
 }

@@ -133,7 +133,21 @@ pub async fn check_credentials(
 async fn notify_blocked(ctx: &GrantCtx<'_>, key: &str, user: &User, connection: &str) -> Result<(), OAuthError> {
     let t = ctx.tenant;
     let Some(email) = user.email.as_ref() else { return Ok(()) };
-    if !t.store.mark_notified(crate::attack::LOGIN, key, Timestamp::now(), crate::attack::NOTIFY_INTERVAL).await? {
+    let notice = t
+        .store
+        .charge(&roster_store::Charge {
+            kind: crate::attack::LOGIN_NOTICE.into(),
+            key: key.to_owned(),
+            identifier: None,
+            ip: ctx.ip.clone(),
+            connection: None,
+            user_id: None,
+            now: Timestamp::now(),
+            window_ms: crate::attack::NOTIFY_INTERVAL.as_millis() as i64,
+            limit: 1,
+        })
+        .await?;
+    if notice.count > 1 {
         return Ok(());
     }
     let issued = crate::tickets::issue(

@@ -150,8 +150,18 @@ pub struct BlockPath {
 pub async fn list_by_user(auth: Authorized<ReadUsers>, Path(path): Path<BlockPath>) -> Result<Response, ApiError> {
     machine_only(&auth)?;
     let id = UserId::parse(&path.id).map_err(|_| ApiError::not_found_user())?;
-    auth.tenant.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?;
-    Ok(Json(blocked_for(&auth.tenant.store.blocked_counters(&CounterScope::User(id), since()).await?)).into_response())
+    let user = auth.tenant.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?;
+    let store = &auth.tenant.store;
+    let mut counters = store.blocked_counters(&CounterScope::User(id), since()).await?;
+    // Also those of its identifiers counted before the account existed.
+    for identifier in crate::attack::identifiers_of(&user) {
+        for c in store.blocked_counters(&CounterScope::Identifier(identifier), since()).await? {
+            if !counters.iter().any(|k| k.key == c.key) {
+                counters.push(c);
+            }
+        }
+    }
+    Ok(Json(blocked_for(&counters)).into_response())
 }
 
 /// Lift the brute-force blocks of a user.
@@ -171,11 +181,8 @@ pub async fn delete_by_user(
     // The user's counters, and those of its addresses counted before the user was known.
     let store = &auth.tenant.store;
     store.clear_counters(&CounterScope::User(id), Effects::log(ev)).await?;
-    if let Some(email) = user.email.as_ref() {
-        store.clear_counters(&CounterScope::Identifier(email.as_str().to_owned()), Effects::default()).await?;
-    }
-    if let Some(username) = user.username.as_ref() {
-        store.clear_counters(&CounterScope::Identifier(username.clone()), Effects::default()).await?;
+    for identifier in crate::attack::identifiers_of(&user) {
+        store.clear_counters(&CounterScope::Identifier(identifier), Effects::default()).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -290,7 +290,7 @@ pub fn after_password_change(
     let mut effects = Effects::log(event)
         .with_revocation(Revocation::Grants { user: user.user_id.clone(), keep_session, at: now })
         .with_revocation(Revocation::Tickets { user: user.user_id.clone(), kind: ticket_kind::PASSWORD_RESET.into(), at: now })
-        .with_revocation(Revocation::LoginBlocks { user: user.user_id.clone() })
+        .with_revocation(Revocation::LoginBlocks { user: user.user_id.clone(), identifiers: crate::attack::identifiers_of(user) })
         .remember_password(user.user_id.clone(), new_hash);
     if let Some(email) = user.email.as_ref() {
         let payload = json!({ "connection": connection });
@@ -499,7 +499,11 @@ pub async fn unblock_submit(
     ev.user_id = Some(ticket.user_id.clone());
     ev.ip = ip.to_string_opt();
     ev.user_agent = user_agent(&headers);
-    let effects = Effects::log(ev).with_revocation(Revocation::LoginBlocks { user: ticket.user_id.clone() });
+    let identifiers = match t.store.user(&ticket.user_id).await {
+        Ok(Some(u)) => crate::attack::identifiers_of(&u),
+        _ => Vec::new(),
+    };
+    let effects = Effects::log(ev).with_revocation(Revocation::LoginBlocks { user: ticket.user_id.clone(), identifiers });
     let noop = Box::new(|_: &mut roster_domain::user::User| Ok(()));
     match t.store.redeem_ticket(&ticket.id_hash, ticket_kind::UNBLOCK, Timestamp::now(), noop, None, effects).await {
         Ok(Redeemed::Done { .. }) => page(
