@@ -9,6 +9,7 @@
 //! consecutive). Blocks end after 30 days, on a password change, through the API, or by clearing.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use roster_domain::{Timestamp, UserId};
 use roster_store::{AttackCounter, Charge, StoreError};
@@ -268,9 +269,9 @@ impl Throttle {
             .is_some_and(|c| c.window_start.millis() > now - self.window_ms && c.count >= self.max_attempts))
     }
 
-    /// Count one event for this address; true when it is now over the limit.
-    pub async fn charge(&self, t: &TenantCtx, kind: &str, ip: Option<&str>) -> Result<bool, StoreError> {
-        let Some(ip) = self.applies(ip) else { return Ok(false) };
+    /// Count one event for this address; the count it got (0 when not counted).
+    pub async fn charge(&self, t: &TenantCtx, kind: &str, ip: Option<&str>) -> Result<i64, StoreError> {
+        let Some(ip) = self.applies(ip) else { return Ok(0) };
         let c = t
             .store
             .charge(&Charge {
@@ -285,7 +286,7 @@ impl Throttle {
                 limit: self.max_attempts,
             })
             .await?;
-        Ok(c.count > self.max_attempts)
+        Ok(c.count)
     }
 }
 
@@ -321,11 +322,40 @@ pub async fn is_blocked(t: &TenantCtx, bf: &BruteForce, identifier: &str, ip: Op
     if !bf.applies(ip) {
         return Ok(false);
     }
+    let key = counter_key(identifier, ip, bf.per_ip);
+    // A pair this node saw blocked a moment ago is refused from memory: an attacker hammering a
+    // blocked pair costs no database round trip.
+    let remembered = t.blocked_pairs.lock().ok().and_then(|m| m.get(&key).copied()).is_some_and(|until| until > Instant::now());
+    if remembered {
+        return Ok(true);
+    }
     let now = Timestamp::now().millis();
-    Ok(t.store
-        .counter(LOGIN, &counter_key(identifier, ip, bf.per_ip))
+    let blocked = t
+        .store
+        .counter(LOGIN, &key)
         .await?
-        .is_some_and(|c| c.window_start.millis() > now - BLOCK_WINDOW_MS && c.count >= bf.max_attempts))
+        .is_some_and(|c| c.window_start.millis() > now - BLOCK_WINDOW_MS && c.count >= bf.max_attempts);
+    if blocked {
+        remember_blocked(t, key);
+    }
+    Ok(blocked)
+}
+
+fn remember_blocked(t: &TenantCtx, key: String) {
+    if let Ok(mut m) = t.blocked_pairs.lock() {
+        if m.len() >= 100_000 {
+            let now = Instant::now();
+            m.retain(|_, until| *until > now);
+        }
+        m.insert(key, Instant::now() + crate::tenant::BLOCKED_TTL);
+    }
+}
+
+/// Forget the blocked pairs this node remembers (after it lifted blocks).
+pub fn forget_blocks(t: &TenantCtx) {
+    if let Ok(mut m) = t.blocked_pairs.lock() {
+        m.clear();
+    }
 }
 
 /// Charge an attempt for `identifier` from `ip` before its password is checked (after
@@ -357,6 +387,7 @@ pub async fn gate(
         })
         .await?;
     if counter.count > bf.max_attempts {
+        remember_blocked(t, key);
         return Ok(Gate::Blocked);
     }
     Ok(Gate::Counted { key, counter: Box::new(counter) })

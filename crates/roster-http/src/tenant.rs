@@ -33,7 +33,14 @@ pub struct TenantCtx {
     verified: Mutex<HashMap<Box<str>, VerifiedToken>>,
     /// Attack-protection settings by kind, read at most once per [`SETTINGS_TTL`] (see `attack.rs`).
     pub(crate) attack_settings: Mutex<HashMap<&'static str, (Instant, serde_json::Value)>>,
+    /// Brute-force counter keys this node saw blocked, and until when it trusts that without asking
+    /// the database again (see `attack::is_blocked`).
+    pub(crate) blocked_pairs: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a node refuses a pair it saw blocked without reading the counter again. An unblock made
+/// on another node applies within this time; on the node that made it, at once.
+pub const BLOCKED_TTL: Duration = Duration::from_millis(500);
 
 /// How long a node trusts the attack-protection settings it read (a change made on another node
 /// applies within this time; on the same node at once).
@@ -150,6 +157,7 @@ impl TenantCache {
                     kids,
                     verified: Mutex::new(HashMap::new()),
                     attack_settings: Mutex::new(HashMap::new()),
+                    blocked_pairs: Mutex::new(HashMap::new()),
                 })
             }
         };

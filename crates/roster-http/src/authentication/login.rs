@@ -67,20 +67,18 @@ pub async fn check_credentials(
     password: &str,
 ) -> Result<Verdict, OAuthError> {
     let state = ctx.state;
-    let connection = ctx.tenant.store.connection_by_name(connection_name).await?;
     let ip = ctx.ip.as_deref();
-    // The refusals come first and cost no hash: a throttled IP, then a blocked identifier (+ IP).
-    let throttle = crate::attack::Throttle::from_settings(&crate::attack::throttling_settings(ctx.tenant).await?, "pre-login");
-    if connection.is_some() && throttle.exceeded(ctx.tenant, crate::attack::IP_LOGIN, ip).await? {
-        return Ok(Verdict::SuspiciousIp);
-    }
-    let bf = match &connection {
-        Some(_) => crate::attack::BruteForce::from_settings(&crate::attack::brute_force_settings(ctx.tenant).await?),
-        None => crate::attack::BruteForce::from_settings(&serde_json::json!({"enabled": false})),
-    };
+    // The refusals come first and cost no hash and no lookup: a blocked identifier (+ IP) — from
+    // memory when this node saw it blocked a moment ago — then a throttled IP.
+    let bf = crate::attack::BruteForce::from_settings(&crate::attack::brute_force_settings(ctx.tenant).await?);
     if crate::attack::is_blocked(ctx.tenant, &bf, identifier, ip).await? {
         return Ok(Verdict::TooManyAttempts(None));
     }
+    let throttle = crate::attack::Throttle::from_settings(&crate::attack::throttling_settings(ctx.tenant).await?, "pre-login");
+    if throttle.exceeded(ctx.tenant, crate::attack::IP_LOGIN, ip).await? {
+        return Ok(Verdict::SuspiciousIp);
+    }
+    let connection = ctx.tenant.store.connection_by_name(connection_name).await?;
     let found = match &connection {
         Some(c) if c.strategy == "auth0" => ctx.tenant.store.user_by_login(&c.id, identifier).await?,
         _ => None,
@@ -112,13 +110,25 @@ pub async fn check_credentials(
         ctx.tenant.store.clear_counters(&scope, Effects::default()).await?;
     }
     if !ok && connection.is_some() {
-        throttle.charge(ctx.tenant, crate::attack::IP_LOGIN, ctx.ip.as_deref()).await?;
-        // The failure that reaches the limit blocks the pair: tell the owner (once an hour at most).
-        if let (crate::attack::Gate::Counted { key, counter }, Some(u)) = (&gate, &user)
+        if throttle.charge(ctx.tenant, crate::attack::IP_LOGIN, ip).await? == throttle.max_attempts {
+            // The failure that reaches the limit throttles the address: logged once, not per refusal.
+            let mut ev = LogEvent::new(LogType::LimitMu, "Too many failed logins from this IP address: throttled");
+            ev.connection = Some(connection_name.to_owned());
+            ctx.record(ev).await;
+        }
+        // The failure that reaches the limit blocks the pair: logged once, and the owner is told
+        // (once an hour at most).
+        if let crate::attack::Gate::Counted { key, counter } = &gate
             && counter.count == bf.max_attempts
-            && bf.notify
         {
-            notify_blocked(ctx, key, u, connection_name).await?;
+            let mut ev = LogEvent::new(LogType::LimitWc, "Too many failed login attempts: blocked");
+            ev.connection = Some(connection_name.to_owned());
+            ev.user_name = Some(identifier.chars().take(256).collect());
+            ev.user_id = user.as_ref().map(|u| u.user_id.clone());
+            ctx.record(ev).await;
+            if let (true, Some(u)) = (bf.notify, &user) {
+                notify_blocked(ctx, key, u, connection_name).await?;
+            }
         }
     }
     Ok(match (user, ok) {
@@ -187,6 +197,11 @@ pub async fn refuse(
         }
         Verdict::Ok { .. } => return OAuthError::server_error(),
     };
+    if matches!(verdict, Verdict::TooManyAttempts(_) | Verdict::SuspiciousIp) {
+        // Refusals of a blocked pair or a throttled address are not logged one by one (an attacker
+        // would fill the log and pay nothing): the block itself was logged when it started.
+        return answer;
+    }
     let mut ev = LogEvent::new(kind, description);
     ev.connection = Some(connection.to_owned());
     ev.user_name = Some(identifier.chars().take(256).collect());

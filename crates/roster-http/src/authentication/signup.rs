@@ -259,7 +259,7 @@ pub async fn register(
     // Suspicious-IP throttling: signups per address, counted before any hash.
     let throttle =
         crate::attack::Throttle::from_settings(&crate::attack::throttling_settings(tenant).await?, "pre-user-registration");
-    if throttle.charge(tenant, crate::attack::IP_SIGNUP, ip.as_deref()).await? {
+    if throttle.charge(tenant, crate::attack::IP_SIGNUP, ip.as_deref()).await? > throttle.max_attempts {
         let mut ev = LogEvent::new(LogType::LimitMu, "Too many signups from this IP address");
         ev.ip = ip.clone();
         ev.client_id = Some(client.client_id.clone());

@@ -133,6 +133,7 @@ pub async fn delete_by_identifier(
     let mut ev = api_event(&auth, LogType::Ublkdu, "Brute-force blocks lifted by an administrator");
     ev.user_name = Some(id.clone());
     auth.tenant.store.clear_counters(&CounterScope::Identifier(id), Effects::log(ev)).await?;
+    crate::attack::forget_blocks(&auth.tenant);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -184,6 +185,7 @@ pub async fn delete_by_user(
     for identifier in crate::attack::identifiers_of(&user) {
         store.clear_counters(&CounterScope::Identifier(identifier), Effects::default()).await?;
     }
+    crate::attack::forget_blocks(&auth.tenant);
     Ok(StatusCode::NO_CONTENT)
 }
 

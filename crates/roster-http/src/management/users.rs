@@ -411,10 +411,17 @@ pub async fn update_user(
         }
     }
     let now = Timestamp::now();
+    let password_changed = password_hash.is_some();
     let result =
         t.store.update_user(&id, Box::new(move |u: &mut User| u.apply(&patch, limits, now)), password_hash, effects).await;
     match result {
-        Ok(Some(user)) => Ok(Json(UserView(&user)).into_response()),
+        Ok(Some(user)) => {
+            if password_changed {
+                // The change lifted the user's blocks in the store; this node forgets them too.
+                crate::attack::forget_blocks(t);
+            }
+            Ok(Json(UserView(&user)).into_response())
+        }
         Ok(None) => Err(ApiError::not_found_user()),
         Err(roster_store::StoreError::Conflict(kind)) => {
             record_failure(&state, &auth, "Update a User").await;

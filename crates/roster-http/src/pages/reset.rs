@@ -253,6 +253,7 @@ pub async fn reset_submit(
     let effects = after_password_change(&state, &t, &user, &connection.name, hash.clone(), None, ev);
     match t.store.redeem_ticket(&ticket.id_hash, ticket_kind::PASSWORD_RESET, now, mutate, Some(hash), effects).await {
         Ok(Redeemed::Done { ticket, user }) => {
+            crate::attack::forget_blocks(&t);
             let email = user.email.as_ref().map(|e| e.as_str().to_owned());
             match ticket.result_url {
                 Some(url) => redirect(&tickets::result_redirect(
@@ -506,12 +507,15 @@ pub async fn unblock_submit(
     let effects = Effects::log(ev).with_revocation(Revocation::LoginBlocks { user: ticket.user_id.clone(), identifiers });
     let noop = Box::new(|_: &mut roster_domain::user::User| Ok(()));
     match t.store.redeem_ticket(&ticket.id_hash, ticket_kind::UNBLOCK, Timestamp::now(), noop, None, effects).await {
-        Ok(Redeemed::Done { .. }) => page(
-            StatusCode::OK,
-            "Account unblocked",
-            t.name.as_str(),
-            "<div class=\"info\" role=\"status\">Your account is unblocked. You can log in again.</div>",
-        ),
+        Ok(Redeemed::Done { .. }) => {
+            crate::attack::forget_blocks(&t);
+            page(
+                StatusCode::OK,
+                "Account unblocked",
+                t.name.as_str(),
+                "<div class=\"info\" role=\"status\">Your account is unblocked. You can log in again.</div>",
+            )
+        }
         Ok(Redeemed::Invalid) => unblock_dead(&t),
         Err(_) => unavailable(&t),
     }
