@@ -68,6 +68,8 @@ pub async fn patch_brute_force_settings(
     let ev = api_event(&auth, LogType::Sapi, "Update brute-force protection settings");
     auth.tenant.store.put_attack_settings(BRUTE_FORCE, &updated, &ev).await?;
     crate::attack::forget_settings(&auth.tenant, BRUTE_FORCE);
+    // A new threshold or mode changes which pairs are blocked.
+    crate::attack::forget_blocks(&auth.tenant);
     Ok(Json(updated).into_response())
 }
 
