@@ -55,7 +55,13 @@ def mail_server(spawner, smtp_url: str | None, **settings) -> Roster:
     base = {**FAST_MAIL, "mail_from": MAIL_FROM}
     if smtp_url:
         base["smtp_url"] = smtp_url
-    return spawner.server(settings={**base, **settings})
+    server = spawner.server(settings={**base, **settings})
+    # These tests sign up hundreds of users from 127.0.0.1 to make mail; suspicious-IP throttling
+    # (50 signups per address per 20 minutes by default) is tested in test_blocking.py.
+    r = server.api().patch("/attack-protection/suspicious-ip-throttling",
+                           json={"stage": {"pre-user-registration": {"max_attempts": 100000}}})
+    assert r.status_code == 200, (r.status_code, r.text)
+    return server
 
 
 _tls = threading.local()
