@@ -372,6 +372,26 @@ pub struct VerifySubmit {
     ticket: Option<String>,
 }
 
+/// What a one-button ticket form post (verification, unblock) starts with: the CSRF check, then a live
+/// ticket of `kind` — or the page to answer instead.
+async fn accept_ticket_form(
+    state: &AppState,
+    t: &TenantCtx,
+    headers: &HeaderMap,
+    form: VerifySubmit,
+    kind: &str,
+) -> Result<Ticket, Response> {
+    if !csrf_ok(state, headers, form.csrf.as_deref().unwrap_or_default()) {
+        return Err(forbidden_form(t));
+    }
+    let dead = |t: &TenantCtx| if kind == ticket_kind::UNBLOCK { unblock_dead(t) } else { dead_link(t, false) };
+    match live_ticket(t, form.ticket.as_deref().unwrap_or_default(), kind).await {
+        Ok(Some(k)) => Ok(k),
+        Ok(None) => Err(dead(t)),
+        Err(_) => Err(unavailable(t)),
+    }
+}
+
 /// `POST /t/{tenant}/u/email-verification`: redeem the ticket; the address becomes verified.
 pub async fn verify_submit(
     State(state): State<AppState>,
@@ -380,14 +400,9 @@ pub async fn verify_submit(
     headers: HeaderMap,
     Form(form): Form<VerifySubmit>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, form.csrf.as_deref().unwrap_or_default()) {
-        return forbidden_form(&t);
-    }
-    let token = form.ticket.unwrap_or_default();
-    let ticket = match live_ticket(&t, &token, ticket_kind::EMAIL_VERIFICATION).await {
-        Ok(Some(k)) => k,
-        Ok(None) => return dead_link(&t, false),
-        Err(_) => return unavailable(&t),
+    let ticket = match accept_ticket_form(&state, &t, &headers, form, ticket_kind::EMAIL_VERIFICATION).await {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let Ok(Some(user)) = t.store.user(&ticket.user_id).await else { return dead_link(&t, false) };
     let for_email = ticket.email.clone();
@@ -487,14 +502,9 @@ pub async fn unblock_submit(
     headers: HeaderMap,
     Form(form): Form<VerifySubmit>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, form.csrf.as_deref().unwrap_or_default()) {
-        return forbidden_form(&t);
-    }
-    let token = form.ticket.unwrap_or_default();
-    let ticket = match live_ticket(&t, &token, ticket_kind::UNBLOCK).await {
-        Ok(Some(k)) => k,
-        Ok(None) => return unblock_dead(&t),
-        Err(_) => return unavailable(&t),
+    let ticket = match accept_ticket_form(&state, &t, &headers, form, ticket_kind::UNBLOCK).await {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let mut ev = LogEvent::new(LogType::Ublkdu, "Brute-force blocks lifted with the emailed link");
     ev.user_id = Some(ticket.user_id.clone());
