@@ -4,6 +4,7 @@
 //! construction (`Email`, `UserId`, `TenantName`, `Metadata` ...). This crate never performs I/O and never
 //! depends on HTTP or SQL crates, so every rule can be tested in isolation and reused by every surface.
 
+pub mod account;
 pub mod email;
 pub mod error;
 pub mod ids;

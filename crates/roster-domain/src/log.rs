@@ -63,6 +63,18 @@ pub enum LogType {
     Ublkdu,
     /// Too many attempts from one IP address across accounts (suspicious-IP throttling).
     LimitMu,
+    /// Success change email (the new address was confirmed and is now the user's).
+    Sce,
+    /// Failed change email (e.g. the address was taken meanwhile).
+    Fce,
+    /// Roster: an email change was requested and awaits confirmation of the new address.
+    EmailChangeRequested,
+    /// Roster: a pending email change was cancelled ("this wasn't me" or a password reset).
+    EmailChangeCancelled,
+    /// Roster: the user accepted a version of the tenant's terms.
+    TermsAccepted,
+    /// Roster: the user downloaded their data (GDPR Art. 15/20).
+    DataExport,
 }
 
 impl LogType {
@@ -95,6 +107,12 @@ impl LogType {
             Self::LimitWc => "limit_wc",
             Self::Ublkdu => "ublkdu",
             Self::LimitMu => "limit_mu",
+            Self::Sce => "sce",
+            Self::Fce => "fce",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChangeCancelled => "email_change_cancelled",
+            Self::TermsAccepted => "terms_accepted",
+            Self::DataExport => "data_export",
         }
     }
 }

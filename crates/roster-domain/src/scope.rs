@@ -40,6 +40,8 @@ pub const MANAGEMENT_SCOPES: &[&str] = &[
     "read:stats",
     "read:tenant_settings",
     "update:tenant_settings",
+    "read:branding",
+    "update:branding",
     "read:keys",
     "update:keys",
     "create:signing_keys",
@@ -50,6 +52,10 @@ pub const MANAGEMENT_SCOPES: &[&str] = &[
 /// Scopes a user-scoped Management token may carry (issued to end users for their own profile).
 pub const CURRENT_USER_SCOPES: &[&str] =
     &["read:current_user", "update:current_user_metadata", "create:current_user_metadata", "delete:current_user_metadata"];
+
+/// Current-user scopes granted only when asked for by name (never by default): deleting one's own
+/// account through an app.
+pub const CURRENT_USER_OPT_IN: &[&str] = &["delete:current_user"];
 
 /// A space-separated scope string as carried in a token, parsed into a sorted, de-duplicated list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

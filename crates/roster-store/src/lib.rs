@@ -372,6 +372,29 @@ impl TenantStore {
         self.backend.put_attack_settings(&self.tenant, kind, settings, &effects.into()).await
     }
 
+    // ---- the self-service account ----
+
+    /// The tenant's settings object (`{}` when none were ever written).
+    pub async fn tenant_settings(&self) -> Result<serde_json::Value> {
+        self.backend.tenant_settings(&self.tenant).await
+    }
+    pub async fn put_tenant_settings(&self, settings: &serde_json::Value, effects: impl Into<Effects>) -> Result<()> {
+        let effects = effects.into();
+        self.queued(self.backend.put_tenant_settings(&self.tenant, settings, &effects).await, &effects)
+    }
+    /// The user's live sessions, most recently seen first.
+    pub async fn user_sessions(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>> {
+        self.backend.user_sessions(&self.tenant, user, now).await
+    }
+    /// The user proved again who they are in this (live) session; false when it is not live.
+    pub async fn reauthenticate_session(&self, id_hash: &str, now: Timestamp, effects: impl Into<Effects>) -> Result<bool> {
+        self.backend.reauthenticate_session(&self.tenant, id_hash, now, &effects.into()).await
+    }
+    /// The newest unused, unexpired ticket of `kind` of the user (e.g. a pending email change).
+    pub async fn live_ticket(&self, user: &UserId, kind: &str, now: Timestamp) -> Result<Option<Ticket>> {
+        self.backend.live_ticket(&self.tenant, user, kind, now).await
+    }
+
     // ---- mail: outbox administration, templates, provider ----
 
     /// Outbox rows, oldest first, at most `limit`.

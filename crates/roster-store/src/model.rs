@@ -96,6 +96,10 @@ pub struct LogRecord {
     pub description: String,
     pub client_id: Option<String>,
     pub user_id: Option<UserId>,
+    pub user_name: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub connection: Option<String>,
     pub details: Value,
 }
 
@@ -242,6 +246,10 @@ pub mod ticket_kind {
     pub const EMAIL_VERIFICATION: &str = "email_verification";
     /// Lifts the brute-force blocks of the user (the link in a `blocked_account` mail).
     pub const UNBLOCK: &str = "unblock";
+    /// Confirms a pending email change: the ticket's `email` is the new address (sent to it).
+    pub const EMAIL_CHANGE: &str = "email_change";
+    /// "This wasn't me": cancels a pending email change (sent to the old address).
+    pub const EMAIL_CHANGE_CANCEL: &str = "email_change_cancel";
 }
 
 /// A one-time ticket. The token is only in the link; the store keeps its SHA-256 (`id_hash`).
@@ -273,6 +281,11 @@ pub enum Revocation {
     /// Every brute-force counter (and so every block) of the user's logins: those that know the user,
     /// and those of its identifiers (email, username) counted before the account existed.
     LoginBlocks { user: UserId, identifiers: Vec<String> },
+    /// One session of the user (by id hash) and the refresh tokens bound to it; a session of another
+    /// user is left alone.
+    Session { user: UserId, id_hash: String, at: Timestamp },
+    /// The user's password: login with it stops working until a reset sets a new one.
+    Password { user: UserId },
 }
 
 /// The outcome of redeeming a ticket.

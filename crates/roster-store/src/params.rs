@@ -131,6 +131,24 @@ pub(crate) fn revocation(t: &TenantId, r: &Revocation) -> Vec<(&'static str, Vec
             }
             out
         }
+        Revocation::Session { user, id_hash, at } => {
+            let p = vec![text(t.as_str()), text(user.as_str()), Param::Int(Some(at.millis())), text(id_hash)];
+            vec![
+                (
+                    "UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND id = $4 AND revoked_at IS NULL",
+                    p.clone(),
+                ),
+                (
+                    "UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND session_id = $4 \
+                     AND revoked_at IS NULL",
+                    p,
+                ),
+            ]
+        }
+        Revocation::Password { user } => vec![(
+            "DELETE FROM credentials WHERE tenant_id = $1 AND user_id = $2",
+            vec![text(t.as_str()), text(user.as_str())],
+        )],
         Revocation::Tickets { user, kind, at } => vec![(
             "UPDATE tickets SET used_at = $4 WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND used_at IS NULL",
             vec![text(t.as_str()), text(user.as_str()), text(kind), Param::Int(Some(at.millis()))],

@@ -24,6 +24,7 @@ include!("sql_common.rs");
 include!("sql_mail.rs");
 include!("sql_tickets.rs");
 include!("sql_attack.rs");
+include!("sql_account.rs");
 
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let conn = PgConnectOptions::from_str(&opts.url).map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;

@@ -163,11 +163,34 @@ pub(crate) trait AttackRepo: Send + Sync {
     async fn put_attack_settings(&self, t: &TenantId, kind: &str, settings: &Value, effects: &Effects) -> Result<()>;
 }
 
+/// What the self-service account needs beyond the other capabilities.
+#[async_trait]
+pub(crate) trait AccountRepo: Send + Sync {
+    /// The tenant's settings object (`{}` when none were ever written).
+    async fn tenant_settings(&self, t: &TenantId) -> Result<Value>;
+    async fn put_tenant_settings(&self, t: &TenantId, settings: &Value, effects: &Effects) -> Result<()>;
+    /// The user's live sessions, most recently seen first.
+    async fn user_sessions(&self, t: &TenantId, user: &UserId, now: Timestamp) -> Result<Vec<Session>>;
+    /// Mark a live session as authenticated again at `now` (the user re-entered their password).
+    async fn reauthenticate_session(&self, t: &TenantId, id_hash: &str, now: Timestamp, effects: &Effects) -> Result<bool>;
+    /// The newest unused, unexpired ticket of `kind` of the user.
+    async fn live_ticket(&self, t: &TenantId, user: &UserId, kind: &str, now: Timestamp) -> Result<Option<Ticket>>;
+}
+
 pub(crate) trait Backend:
-    Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo + AttackRepo
+    Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo + AttackRepo + AccountRepo
 {
 }
 impl<T> Backend for T where
-    T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo + AttackRepo
+    T: Lifecycle
+        + TenantRepo
+        + ClientRepo
+        + UserRepo
+        + LogRepo
+        + SessionRepo
+        + MailRepo
+        + TicketRepo
+        + AttackRepo
+        + AccountRepo
 {
 }

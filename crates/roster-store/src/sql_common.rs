@@ -128,13 +128,14 @@ async fn insert_effects(conn: &mut Conn, t: &TenantId, e: &Effects) -> Result<()
     for m in &e.outbox {
         insert_outbox(conn, t, m).await?;
     }
-    for k in &e.tickets {
-        bind_params(sqlx::query(params::INSERT_TICKET), params::ticket(t, k)).execute(&mut *conn).await?;
-    }
+    // Revocations first: a change may end the old tickets of a kind and issue a new one.
     for r in &e.revocations {
         for (sql, ps) in params::revocation(t, r) {
             bind_params(sqlx::query(sql), ps).execute(&mut *conn).await?;
         }
+    }
+    for k in &e.tickets {
+        bind_params(sqlx::query(params::INSERT_TICKET), params::ticket(t, k)).execute(&mut *conn).await?;
     }
     for (user, hash, at) in &e.password_history {
         for (sql, ps) in params::remember_password(t, user, hash, *at) {
@@ -824,21 +825,56 @@ impl UserRepo for SqlBackend {
 
     async fn delete_user(&self, t: &TenantId, id: &UserId, effects: &Effects) -> Result<bool> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-        // Sessions, codes, refresh tokens and credentials go by cascade; unsent mail explicitly.
-        let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2")
+        // Erasure (GDPR Art. 17): sessions, codes, refresh tokens, credentials, password history and
+        // tickets go by cascade; the rest explicitly, in this one transaction.
+        let row = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2 RETURNING email_lower, username")
             .bind(t.as_str())
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
+        let Some(row) = row else {
+            let _ = tx.rollback().await;
             return Ok(false);
+        };
+        let identifiers: Vec<String> = [row.try_get::<Option<String>, _>("email_lower")?, row.try_get::<Option<String>, _>("username")?]
+            .into_iter()
+            .flatten()
+            .map(|s| s.to_lowercase())
+            .collect();
+        for sql in [
+            "DELETE FROM outbox WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM jobs WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM attack_counters WHERE tenant_id = $1 AND user_id = $2",
+        ] {
+            sqlx::query(sql).bind(t.as_str()).bind(id.as_str()).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM outbox WHERE tenant_id = $1 AND user_id = $2 AND status = 'pending'")
-            .bind(t.as_str())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        for i in &identifiers {
+            sqlx::query("DELETE FROM attack_counters WHERE tenant_id = $1 AND identifier = $2")
+                .bind(t.as_str())
+                .bind(i)
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_effects(&mut tx, t, effects).await?;
+        // The log keeps what happened, not who: the user's events (this deletion's included) carry a
+        // random pseudonym instead of the id, and no name, address or user agent.
+        let pseudonym = format!("deleted|{}", roster_domain::secret::random_alphanumeric(24));
+        sqlx::query(
+            "UPDATE logs SET user_id = $3, user_name = NULL, ip = NULL, user_agent = NULL \
+             WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(t.as_str())
+        .bind(id.as_str())
+        .bind(&pseudonym)
+        .execute(&mut *tx)
+        .await?;
+        for i in &identifiers {
+            sqlx::query("UPDATE logs SET user_name = NULL, ip = NULL, user_agent = NULL WHERE tenant_id = $1 AND lower(user_name) = $2")
+                .bind(t.as_str())
+                .bind(i)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -985,7 +1021,7 @@ impl LogRepo for SqlBackend {
     }
 
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>> {
-        let cols = "log_id, date, type, description, client_id, user_id, details";
+        let cols = "log_id, date, type, description, client_id, user_id, user_name, ip, user_agent, connection, details";
         let rows = match user {
             Some(u) => {
                 sqlx::query(AssertSqlSafe(format!(
@@ -1012,6 +1048,10 @@ impl LogRepo for SqlBackend {
                     description: r.try_get("description")?,
                     client_id: r.try_get("client_id")?,
                     user_id: r.try_get::<Option<String>, _>("user_id")?.map(UserId::from_trusted),
+                    user_name: r.try_get("user_name")?,
+                    ip: r.try_get("ip")?,
+                    user_agent: r.try_get("user_agent")?,
+                    connection: r.try_get("connection")?,
                     details: r.try_get::<Json<Value>, _>("details")?.0,
                 })
             })

@@ -38,6 +38,7 @@ include!("sql_common.rs");
 include!("sql_mail.rs");
 include!("sql_tickets.rs");
 include!("sql_attack.rs");
+include!("sql_account.rs");
 
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let base = SqliteConnectOptions::from_str(&opts.url)
@@ -167,13 +168,14 @@ fn write_effects(c: &rusqlite::Connection, t: &TenantId, e: &Effects) -> Result<
         run_sql(c, &SQL.insert_outbox, &params::outbox(t, m))?;
     }
     // Rarer effects: the `?n` form is derived per call (the statement cache is keyed by the text).
-    for k in &e.tickets {
-        run_sql(c, &numbered(params::INSERT_TICKET), &params::ticket(t, k))?;
-    }
+    // Revocations first: a change may end the old tickets of a kind and issue a new one.
     for r in &e.revocations {
         for (sql, ps) in params::revocation(t, r) {
             run_sql(c, &numbered(sql), &ps)?;
         }
+    }
+    for k in &e.tickets {
+        run_sql(c, &numbered(params::INSERT_TICKET), &params::ticket(t, k))?;
     }
     for (user, hash, at) in &e.password_history {
         for (sql, ps) in params::remember_password(t, user, hash, *at) {

@@ -180,13 +180,26 @@ async fn update_merge_password_and_logs(f: Fixture) {
     f.acme.update_user(&id, Box::new(|_| Ok(())), Some("$argon2id$new".into()), &ev()).await.expect("u").expect("e");
     assert_eq!(f.acme.password_hash(&id).await.expect("r").as_deref(), Some("$argon2id$new"));
 
+    let mut before = LogEvent::new(LogType::S, "a login before the deletion");
+    before.user_id = Some(id.clone());
+    before.user_name = Some("ann@example.com".into());
+    before.ip = Some("192.0.2.7".into());
+    f.acme.append_effects(before).await.expect("event");
     let mut del = LogEvent::new(LogType::Sdu, "Deleted User");
     del.user_id = Some(id.clone());
     assert!(f.acme.delete_user(&id, &del).await.expect("delete"));
     assert!(f.acme.user(&id).await.expect("r").is_none());
     assert!(f.acme.password_hash(&id).await.expect("r").is_none(), "credentials go with the user");
-    let logs = f.acme.logs(Some(&id), 10).await.expect("logs");
-    assert_eq!(logs.first().map(|l| l.kind.as_str()), Some("sdu"));
+    // Erasure: no event names the user any more; theirs (the deletion's included) carry one pseudonym
+    // and no name or address.
+    assert!(f.acme.logs(Some(&id), 10).await.expect("logs").is_empty());
+    let all = f.acme.logs(None, 100).await.expect("logs");
+    let sdu = all.iter().find(|l| l.kind == "sdu").expect("sdu logged");
+    let pseudonym = sdu.user_id.clone().expect("pseudonym");
+    assert!(pseudonym.as_str().starts_with("deleted|"), "{pseudonym:?}");
+    let login = all.iter().find(|l| l.kind == "s").expect("login event kept");
+    assert_eq!(login.user_id.as_ref(), Some(&pseudonym));
+    assert_eq!((login.user_name.as_deref(), login.ip.as_deref()), (None, None));
     // Standalone events are appended in batches.
     f.store
         .append_logs(&[
@@ -414,6 +427,7 @@ roster_testkit::on_store_backends! {
     mail_settings => email_templates_and_provider;
     tickets => tickets_are_single_use_and_expire;
     attack => attack_counters_are_atomic_windowed_and_scoped;
+    account => account_settings_sessions_and_erasure;
 }
 
 fn queued(n: usize) -> roster_store::Effects {
@@ -767,4 +781,95 @@ async fn attack_counters_are_atomic_windowed_and_scoped(f: Fixture) {
     f.acme.put_attack_settings("brute-force-protection", &json!({"max_attempts": 3}), &ev()).await.expect("put");
     f.acme.put_attack_settings("brute-force-protection", &json!({"max_attempts": 5}), &ev()).await.expect("put");
     assert_eq!(f.acme.attack_settings("brute-force-protection").await.expect("read"), Some(json!({"max_attempts": 5})));
+}
+
+/// The self-service account: tenant settings round-trip and stay per tenant; a user's live sessions
+/// are listed, re-authenticated and revoked one at a time (never another user's); the newest live
+/// ticket of a kind is found; a revoked password stops existing; erasure leaves no row of the user.
+async fn account_settings_sessions_and_erasure(f: Fixture) {
+    use roster_store::{Effects, Revocation, Session, ticket_kind};
+    assert_eq!(f.acme.tenant_settings().await.expect("read"), json!({}));
+    let settings = json!({"friendly_name": "Acme", "account_portal": {"reauthentication_window": 600}});
+    f.acme.put_tenant_settings(&settings, ev()).await.expect("write");
+    assert_eq!(f.acme.tenant_settings().await.expect("read"), settings);
+    roster::provision::create_tenant(&f.store, TenantName::parse("other").expect("name"), "http://localhost").await.expect("tenant");
+    let other = f.store.tenant(f.store.tenant_by_name(&TenantName::parse("other").expect("n")).await.expect("r").expect("t").id);
+    assert_eq!(other.tenant_settings().await.expect("read"), json!({}), "settings are per tenant");
+
+    let now = Timestamp::now();
+    let far = Timestamp::from_millis(now.millis() + 3_600_000);
+    let mk = |id: &str, user: &UserId, seen: i64| Session {
+        id_hash: id.into(),
+        user_id: user.clone(),
+        created_at: now,
+        authenticated_at: Timestamp::from_millis(0),
+        last_seen_at: Timestamp::from_millis(now.millis() - seen),
+        expires_at: far,
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("UA".into()),
+    };
+    let ann = new_user(&f.acme_conn, "ann@example.com", 1000);
+    let bob = new_user(&f.acme_conn, "bob@example.com", 1001);
+    let (a, b) = (ann.user.user_id.clone(), bob.user.user_id.clone());
+    let effects = Effects::log(ev())
+        .with_ticket(ticket(&a, ticket_kind::EMAIL_CHANGE, "change-old", far.millis()))
+        .with_ticket(ticket(&a, ticket_kind::EMAIL_CHANGE, "change-expired", now.millis() - 1));
+    f.acme.create_user(&ann, effects).await.expect("create");
+    f.acme.create_user(&bob, &ev()).await.expect("create");
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let mut newer = ticket(&a, ticket_kind::EMAIL_CHANGE, "change-new", far.millis());
+    newer.email = Some("new@example.com".into());
+    f.acme.append_effects(Effects::default().with_ticket(newer)).await.expect("ticket");
+    let live = f.acme.live_ticket(&a, ticket_kind::EMAIL_CHANGE, now).await.expect("read").expect("live");
+    assert_eq!((live.id_hash.as_str(), live.email.as_deref()), ("hash-change-new", Some("new@example.com")));
+    assert!(f.acme.live_ticket(&b, ticket_kind::EMAIL_CHANGE, now).await.expect("read").is_none());
+
+    for (id, user, seen) in [("a1", &a, 50_000), ("a2", &a, 10_000), ("b1", &b, 0)] {
+        f.acme.create_session(&mk(id, user, seen)).await.expect("session");
+    }
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id_hash).collect::<Vec<_>>();
+    assert_eq!(ids(f.acme.user_sessions(&a, now).await.expect("list")), vec!["a2", "a1"], "most recently seen first");
+    assert!(f.acme.reauthenticate_session("a1", now, Effects::default()).await.expect("reauth"));
+    assert_eq!(f.acme.session("a1", now).await.expect("r").expect("live").authenticated_at, now);
+    // Revoking "b1" in ann's name ends nothing; revoking a2 ends it alone.
+    let revoke = |user: &UserId, id: &str| {
+        Effects::default().with_revocation(Revocation::Session { user: user.clone(), id_hash: id.into(), at: now })
+    };
+    f.acme.append_effects(revoke(&a, "b1")).await.expect("revoke");
+    assert!(f.acme.session("b1", now).await.expect("r").is_some(), "another user's session is untouched");
+    f.acme.append_effects(revoke(&a, "a2")).await.expect("revoke");
+    assert_eq!(ids(f.acme.user_sessions(&a, now).await.expect("list")), vec!["a1"]);
+    assert!(!f.acme.reauthenticate_session("a2", now, Effects::default()).await.expect("reauth"), "a revoked session stays revoked");
+
+    // A revoked password is gone (a reset sets a new one).
+    assert!(f.acme.password_hash(&a).await.expect("r").is_some());
+    f.acme.append_effects(Effects::default().with_revocation(Revocation::Password { user: a.clone() })).await.expect("revoke");
+    assert!(f.acme.password_hash(&a).await.expect("r").is_none());
+    assert!(f.acme.password_hash(&b).await.expect("r").is_some());
+
+    // Erasure: counters, jobs and mail of the user go too; bob keeps everything.
+    for (user, who) in [(&a, "ann@example.com"), (&b, "bob@example.com")] {
+        let charge = roster_store::Charge {
+            kind: "login".into(),
+            key: format!("{who}|192.0.2.1"),
+            identifier: Some(who.into()),
+            ip: Some("192.0.2.1".into()),
+            connection: None,
+            user_id: Some(user.clone()),
+            now,
+            window_ms: 60_000,
+            limit: 10,
+        };
+        f.acme.charge(&charge).await.expect("charge");
+        let mail = roster_store::OutboxMessage::new("verify_email", who, Some(user.clone()), json!({}));
+        f.acme.append_effects(Effects::default().with_mail(mail)).await.expect("mail");
+    }
+    assert!(f.acme.delete_user(&a, &ev()).await.expect("delete"));
+    assert!(f.acme.counter("login", "ann@example.com|192.0.2.1").await.expect("r").is_none());
+    assert!(f.acme.counter("login", "bob@example.com|192.0.2.1").await.expect("r").is_some());
+    let outbox = f.acme.list_outbox(&roster_store::OutboxFilter::default(), 100).await.expect("outbox");
+    assert!(outbox.iter().all(|m| m.message.recipient != "ann@example.com"), "ann's mail is gone");
+    assert!(outbox.iter().any(|m| m.message.recipient == "bob@example.com"));
+    assert!(f.acme.user_sessions(&a, now).await.expect("list").is_empty());
+    assert!(f.acme.live_ticket(&a, ticket_kind::EMAIL_CHANGE, now).await.expect("read").is_none());
 }
