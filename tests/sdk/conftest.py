@@ -12,6 +12,8 @@ import os
 
 import pytest
 
+import browserkit
+
 from harness import _ALL_PG_DBS, _ALL_PROCS, BACKENDS, PG_ADMIN_URL, ROSTER_BIN, Api, Roster, Spawner, psql
 
 
@@ -66,6 +68,12 @@ def spawner(backend, tmp_path):
     sp = Spawner(tmp_path, backend)
     yield sp
     sp.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per module (each test makes its own context: fresh cookies)."""
+    yield from browserkit.launch()
 
 
 @pytest.fixture(scope="module")

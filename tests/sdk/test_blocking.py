@@ -25,7 +25,8 @@ import requests
 from auth0.management import Auth0
 from auth0.management.core.api_error import ApiError
 
-from harness import REPO_ROOT, CallbackServer, assert_mgmt_error, configure_app_urls, unique_email, wait_until
+import browserkit
+from harness import CallbackServer, assert_mgmt_error, configure_app_urls, unique_email, wait_until
 from mailsink import MailSink
 from resetkit import LinkPage, alert_text, change_password, mail_settings, mails, reset_link, status_text
 from blockkit import (
@@ -64,9 +65,6 @@ UNBLOCKED = "Your account is unblocked. You can log in again."
 DEAD = "This link has expired or has already been used."
 PAGE_BLOCKED = "Your account has been blocked. Contact the administrator of this application."
 PAGE_TOO_MANY = "Too many failed attempts: logins to this account from your network are blocked for now. Reset your password or wait."
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-SCREENSHOTS = REPO_ROOT / "target" / "screenshots"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,32 +252,6 @@ def test_counting_rules(srv):
 # the unblock link in a real browser
 
 
-@pytest.fixture(scope="module")
-def browser():
-    def unavailable(reason):
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the browser tests cannot run: {reason}")
-        pytest.skip(reason)
-
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium; no browser is downloaded)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        unavailable(f"playwright is not installed ({e})")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    except BaseException:
-        pw.stop()
-        raise
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
-
-
 @pytest.fixture
 def page(browser):
     context = browser.new_context()
@@ -291,10 +263,7 @@ def page(browser):
 
 
 def shot(page, backend: str, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"unblock-{name}-{backend}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
+    browserkit.shot(page, "unblock", backend, name)
 
 
 def test_browser_unblock_link(page, srv, sink, backend):

@@ -11,7 +11,6 @@ they fail. Screenshots go to <repo>/target/screenshots/.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,43 +20,13 @@ import jwt
 import pytest
 import requests
 
-from harness import REPO_ROOT, CallbackServer, configure_app_urls, pkce_pair, unique_email, wait_until
+import browserkit
+from harness import CallbackServer, configure_app_urls, pkce_pair, unique_email, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-SCREENSHOTS = REPO_ROOT / "target" / "screenshots"
 PASSWORD = "correct horse battery staple"
 SIGNUP_DONE = "Thanks for signing up. Check your inbox to verify your address, then log in."
 WRONG = "Wrong email or password."
 TIMEOUT_MS = 15_000
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but the browser tests cannot run: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the module (each test gets its own context: fresh cookies)."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium (Debian's package; Playwright's own browser download is not used)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        _unavailable(f"the playwright package is not installed ({e}): pip install -r tests/sdk/requirements.txt")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    except BaseException:
-        pw.stop()
-        raise
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +62,8 @@ def page(browser):
 
 
 def screenshot(page, app, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}-{app.backend}.png"
+    browserkit.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = browserkit.SCREENSHOTS / f"{name}-{app.backend}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 0
     return path

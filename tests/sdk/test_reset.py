@@ -30,9 +30,9 @@ from auth0.authentication.exceptions import RateLimitError
 from auth0.management import Auth0
 from auth0.management.core.api_error import ApiError
 
+import browserkit
 from harness import (
     CONNECTION,
-    REPO_ROOT,
     CallbackServer,
     assert_mgmt_error,
     configure_app_urls,
@@ -479,35 +479,6 @@ def test_welcome_mail_only_with_an_enabled_custom_template(spawner, sink):
 # 2. a real browser
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-SCREENSHOTS = REPO_ROOT / "target" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    def unavailable(reason):
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the browser tests cannot run: {reason}")
-        pytest.skip(reason)
-
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium; no browser is downloaded)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        unavailable(f"playwright is not installed ({e})")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    except BaseException:
-        pw.stop()
-        raise
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
 
 
 @pytest.fixture
@@ -524,10 +495,7 @@ def page(browser):
 
 
 def shot(page, backend: str, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"reset-{name}-{backend}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
+    browserkit.shot(page, "reset", backend, name)
 
 
 def click_submit(page, button: str):
