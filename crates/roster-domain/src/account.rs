@@ -269,9 +269,10 @@ impl ProfileSchema {
         }
         let required: Vec<&str> = match o.get("required") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => {
-                a.iter().map(|v| v.as_str().ok_or_else(|| err("profile_schema.required must list key names"))).collect::<Result<_, _>>()?
-            }
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| err("profile_schema.required must list key names")))
+                .collect::<Result<_, _>>()?,
             _ => return Err(err("profile_schema.required must be an array")),
         };
         let props = match o.get("properties") {
@@ -307,19 +308,8 @@ impl Property {
         let Value::Object(o) = v else { return Err(err(format!("profile_schema.properties.{key} must be an object"))) };
         let at = |what: &str| format!("profile_schema.properties.{key}.{what}");
         for k in o.keys() {
-            if ![
-                "type",
-                "title",
-                "description",
-                "enum",
-                "readOnly",
-                "minLength",
-                "maxLength",
-                "minimum",
-                "maximum",
-                "default",
-            ]
-            .contains(&k.as_str())
+            if !["type", "title", "description", "enum", "readOnly", "minLength", "maxLength", "minimum", "maximum", "default"]
+                .contains(&k.as_str())
             {
                 return Err(err(format!("{} is not supported", at(k))));
             }
@@ -346,7 +336,9 @@ impl Property {
         let uint = |name: &str| -> Result<Option<u64>, ValidationError> {
             match o.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().filter(|n| *n <= 4096).map(Some).ok_or_else(|| err(format!("{} must be 0 to 4096", at(name)))),
+                Some(v) => {
+                    v.as_u64().filter(|n| *n <= 4096).map(Some).ok_or_else(|| err(format!("{} must be 0 to 4096", at(name))))
+                }
             }
         };
         let num = |name: &str| -> Result<Option<f64>, ValidationError> {
@@ -415,15 +407,15 @@ impl Property {
             (Kind::Integer, Value::Number(_)) => return Err("Enter a whole number.".into()),
             _ => return Err(format!("Expected a {}.", self.kind.as_str())),
         };
-        if let Some(x) = v.as_f64() {
-            if self.minimum.is_some_and(|m| x < m) || self.maximum.is_some_and(|m| x > m) {
-                return Err(match (self.minimum, self.maximum) {
-                    (Some(a), Some(b)) => format!("Enter a number from {a} to {b}."),
-                    (Some(a), None) => format!("Enter a number of at least {a}."),
-                    (None, Some(b)) => format!("Enter a number of at most {b}."),
-                    (None, None) => unreachable!("a bound was checked"),
-                });
-            }
+        if let Some(x) = v.as_f64()
+            && (self.minimum.is_some_and(|m| x < m) || self.maximum.is_some_and(|m| x > m))
+        {
+            return Err(match (self.minimum, self.maximum) {
+                (Some(a), Some(b)) => format!("Enter a number from {a} to {b}."),
+                (Some(a), None) => format!("Enter a number of at least {a}."),
+                (None, Some(b)) => format!("Enter a number of at most {b}."),
+                (None, None) => "Enter a number.".to_owned(),
+            });
         }
         if !self.choices.is_empty() && !self.choices.contains(&v) {
             return Err("Choose one of the listed values.".into());

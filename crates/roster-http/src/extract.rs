@@ -218,6 +218,28 @@ requirement! {
     ReadAnomalyBlocks => ["read:anomaly_blocks"];
     DeleteAnomalyBlocks => ["delete:anomaly_blocks"];
     ReadJobs => ["read:users", "create:users", "update:users"];
+    ReadTenantSettings => ["read:tenant_settings"];
+    UpdateTenantSettings => ["update:tenant_settings"];
+    /// Auth0's branding scopes, or the tenant-settings ones (tenants created before branding existed).
+    ReadBranding => ["read:branding", "read:tenant_settings"];
+    UpdateBranding => ["update:branding", "update:tenant_settings"];
+}
+
+/// Routes of the `/me` API: end users' tokens only (no machine token has an account).
+pub struct MeRead;
+impl Requirement for MeRead {
+    const ANY_OF: &'static [&'static str] = &[];
+    const USER: &'static [&'static str] = &["read:current_user"];
+}
+pub struct MeUpdate;
+impl Requirement for MeUpdate {
+    const ANY_OF: &'static [&'static str] = &[];
+    const USER: &'static [&'static str] = &["update:current_user_metadata"];
+}
+pub struct MeDelete;
+impl Requirement for MeDelete {
+    const ANY_OF: &'static [&'static str] = &[];
+    const USER: &'static [&'static str] = &["delete:current_user"];
 }
 
 /// A verified Management API caller holding one of `R::ANY_OF`.
@@ -275,6 +297,14 @@ impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Authorized<R> 
             Subject::Client(_) => R::ANY_OF,
             Subject::User(_) => R::USER,
         };
+        if needed.is_empty() && R::ANY_OF.is_empty() {
+            // A route for end users only (`/me`): a machine token has no "me".
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "This endpoint needs an end user's token",
+                Some("insufficient_scope"),
+            ));
+        }
         if !scopes.contains_any(needed) {
             return Err(ApiError::insufficient_scope(if needed.is_empty() { R::ANY_OF } else { needed }));
         }

@@ -7,12 +7,14 @@
 //! This crate must never put internal error text in a response body, nor a token, secret or password
 //! in a log line.
 
+pub mod account;
 pub mod attack;
 pub mod authentication;
 pub mod error;
 pub mod extract;
 pub mod logsink;
 pub mod management;
+pub mod me;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
@@ -104,7 +106,19 @@ pub fn router(state: AppState) -> Router {
             "/t/{tenant}/api/v2/user-blocks/{id}",
             get(management::attack::list_by_user).delete(management::attack::delete_by_user),
         )
+        .route(
+            "/t/{tenant}/api/v2/tenants/settings",
+            get(management::settings::get_settings).patch(management::settings::patch_settings),
+        )
+        .route("/t/{tenant}/api/v2/branding", get(management::settings::get_branding).patch(management::settings::patch_branding))
         .route("/t/{tenant}/api/v2/openapi.json", get(openapi::serve))
+        .route("/t/{tenant}/me", get(me::get_me).patch(me::patch_me).delete(me::delete_me))
+        .route("/t/{tenant}/me/password", post(me::change_password))
+        .route("/t/{tenant}/me/email", post(me::change_email))
+        .route("/t/{tenant}/me/sessions", get(me::list_sessions).delete(me::delete_sessions))
+        .route("/t/{tenant}/me/sessions/{id}", axum::routing::delete(me::delete_session))
+        .route("/t/{tenant}/me/terms", post(me::accept_terms))
+        .route("/t/{tenant}/me/export", get(me::export))
         .layer(from_fn_with_state(state.clone(), ratelimit::management_rate_limit));
     let authentication = Router::new()
         .route("/t/{tenant}/oauth/token", post(authentication::token::token))
@@ -119,6 +133,23 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/u/reset-password", get(pages::reset::reset_page).post(pages::reset::reset_submit))
         .route("/t/{tenant}/u/email-verification", get(pages::reset::verify_page).post(pages::reset::verify_submit))
         .route("/t/{tenant}/u/unblock", get(pages::reset::unblock_page).post(pages::reset::unblock_submit))
+        .route("/t/{tenant}/u/terms", post(pages::login::terms_submit))
+        .route("/t/{tenant}/u/email-change", get(pages::account::email_change_page).post(pages::account::email_change_submit))
+        .route(
+            "/t/{tenant}/u/email-change/cancel",
+            get(pages::account::email_cancel_page).post(pages::account::email_cancel_submit),
+        )
+        .route("/t/{tenant}/account", get(pages::account::portal))
+        .route("/t/{tenant}/account/callback", get(pages::account::callback))
+        .route("/t/{tenant}/account/profile", post(pages::account::save_profile))
+        .route("/t/{tenant}/account/preferences", post(pages::account::save_preferences))
+        .route("/t/{tenant}/account/password", post(pages::account::change_password))
+        .route("/t/{tenant}/account/email", post(pages::account::change_email))
+        .route("/t/{tenant}/account/sessions/revoke", post(pages::account::revoke_session))
+        .route("/t/{tenant}/account/sessions/revoke-others", post(pages::account::revoke_other_sessions))
+        .route("/t/{tenant}/account/terms", post(pages::account::accept_terms))
+        .route("/t/{tenant}/account/export", post(pages::account::export))
+        .route("/t/{tenant}/account/delete", post(pages::account::delete))
         .route("/t/{tenant}/v2/logout", get(pages::login::logout));
     Router::new()
         .route("/healthz", get(healthz))

@@ -10,7 +10,7 @@ use utoipa::openapi::server::Server;
 use utoipa::{Modify, OpenApi};
 
 use crate::extract::MgmtTenant;
-use crate::management::{attack, clients, connections, emails, tickets, users};
+use crate::management::{attack, clients, connections, emails, settings, tickets, users};
 
 struct BearerAuth;
 
@@ -39,7 +39,8 @@ impl Modify for BearerAuth {
           tickets::password_change, tickets::email_verification, tickets::verification_email_job, tickets::get_job,
           attack::get_brute_force, attack::patch_brute_force_settings, attack::list_by_identifier, attack::delete_by_identifier,
           attack::list_by_user, attack::delete_by_user, attack::get_throttling, attack::patch_throttling_settings,
-          attack::get_ip_block, attack::delete_ip_block),
+          attack::get_ip_block, attack::delete_ip_block,
+          settings::get_settings, settings::patch_settings, settings::get_branding, settings::patch_branding),
     components(schemas(users::UserSchema, users::IdentitySchema, users::CreateUserBody, users::PatchUserSchema, users::ErrorBody,
                        clients::ClientSchema, clients::CreateClientBody, clients::UpdateClientBody,
                        connections::ConnectionSchema, connections::CreateConnectionBody, connections::UpdateConnectionBody,
@@ -47,7 +48,8 @@ impl Modify for BearerAuth {
                        emails::EmailTemplateSchema, emails::TemplateBody, emails::OutboxSchema,
                        tickets::PasswordChangeTicketBody, tickets::EmailVerificationTicketBody, tickets::TicketSchema,
                        tickets::VerificationJobBody, tickets::JobSchema, tickets::IdentityRef,
-                       attack::BruteForceSchema, attack::BlocksSchema, attack::ThrottlingSchema)),
+                       attack::BruteForceSchema, attack::BlocksSchema, attack::ThrottlingSchema,
+                       settings::TenantSettingsSchema, settings::BrandingSchema)),
     modifiers(&BearerAuth),
     tags((name = "Users", description = "Users and their metadata"),
          (name = "Clients", description = "Applications (OAuth clients); secrets are shown only at creation and rotation"),
@@ -56,7 +58,9 @@ impl Modify for BearerAuth {
          (name = "Tickets", description = "One-time password-change and email-verification links"),
          (name = "Jobs", description = "Asynchronous work: verification emails"),
          (name = "Attack protection", description = "Brute-force protection and suspicious-IP throttling"),
-         (name = "User blocks", description = "Brute-force blocks (an identifier from an IP), listed and lifted"))
+         (name = "User blocks", description = "Brute-force blocks (an identifier from an IP), listed and lifted"),
+         (name = "Tenants", description = "Tenant settings, including the self-service account portal's"),
+         (name = "Branding", description = "The look of hosted pages and the account portal"))
 )]
 pub struct ManagementApi;
 

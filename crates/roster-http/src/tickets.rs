@@ -46,6 +46,8 @@ pub fn issue(t: &TenantCtx, user: &User, spec: TicketSpec) -> Issued {
     let path = match spec.kind {
         ticket_kind::PASSWORD_RESET => "u/reset-password",
         ticket_kind::UNBLOCK => "u/unblock",
+        ticket_kind::EMAIL_CHANGE => "u/email-change",
+        ticket_kind::EMAIL_CHANGE_CANCEL => "u/email-change/cancel",
         _ => "u/email-verification",
     };
     let url = format!("{}{path}?ticket={token}", t.issuer);

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use roster_auth::AccessClaims;
 use roster_auth::jwt::Audience;
-use roster_domain::scope::{CURRENT_USER_SCOPES, Scopes};
+use roster_domain::scope::{CURRENT_USER_OPT_IN, CURRENT_USER_SCOPES, Scopes};
 use roster_domain::user::User;
 use roster_domain::{ClientId, Timestamp, UserId};
 use roster_store::{Client, RefreshToken};
@@ -39,7 +39,8 @@ pub fn decide(tenant: &TenantCtx, requested_scope: Option<&str>, audience: Optio
     let audience = match audience.filter(|a| !a.is_empty()) {
         None => None,
         Some(a) if a == tenant.management_audience => {
-            let asked: Vec<&str> = CURRENT_USER_SCOPES.iter().copied().filter(|s| requested.contains(s)).collect();
+            let asked: Vec<&str> =
+                CURRENT_USER_SCOPES.iter().chain(CURRENT_USER_OPT_IN).copied().filter(|s| requested.contains(s)).collect();
             granted.extend(if asked.is_empty() { CURRENT_USER_SCOPES.to_vec() } else { asked });
             Some(a.to_owned())
         }

@@ -5,6 +5,7 @@ pub mod attack;
 pub mod clients;
 pub mod connections;
 pub mod emails;
+pub mod settings;
 pub mod tickets;
 pub mod users;
 pub mod view;

@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use roster_domain::Timestamp;
 use roster_domain::log::{LogEvent, LogType};
+use roster_domain::user::User;
 use roster_store::{AuthCode, Client, Session};
 use serde::{Deserialize, Serialize};
 
@@ -95,10 +96,47 @@ fn error_redirect(v_uri: &str, state: Option<&str>, error: &str, description: &s
     Refusal::Redirect(back_to(v_uri, &p))
 }
 
+/// The account portal's client: built in, first party, its only callback the portal's own.
+pub const PORTAL_CLIENT_ID: &str = "roster-account";
+
+fn portal_client(t: &TenantCtx) -> Client {
+    Client {
+        client_id: roster_domain::ClientId::from_trusted(PORTAL_CLIENT_ID.to_owned()),
+        name: "Account".into(),
+        secret_hash: String::new(),
+        app_type: "regular_web".into(),
+        is_management: false,
+        grant_types: vec!["authorization_code".into()],
+        callbacks: vec![format!("{}account/callback", t.issuer)],
+        allowed_logout_urls: vec![format!("{}account", t.issuer)],
+        token_endpoint_auth_method: "client_secret_post".into(),
+        is_first_party: true,
+        description: "The self-service account portal".into(),
+        created_at: roster_domain::Timestamp::from_millis(0),
+        token_endpoint_ip_header_trusted: false,
+    }
+}
+
+/// The `/authorize` request the portal sends a browser without a session to.
+pub fn portal_login_url(t: &TenantCtx) -> String {
+    let req = AuthorizeRequest {
+        response_type: Some("code".into()),
+        client_id: Some(PORTAL_CLIENT_ID.into()),
+        redirect_uri: Some(format!("{}account/callback", t.issuer)),
+        scope: Some("openid".into()),
+        ..AuthorizeRequest::default()
+    };
+    format!("{}authorize?{}", t.issuer, serde_urlencoded::to_string(&req).unwrap_or_default())
+}
+
 async fn validate(t: &TenantCtx, req: AuthorizeRequest) -> Result<Valid, Refusal> {
-    let client = match req.client_id.as_deref().map(roster_domain::ClientId::parse) {
-        Some(Ok(id)) => t.store.client(&id).await.ok().flatten(),
-        _ => None,
+    let client = match req.client_id.as_deref() {
+        Some(PORTAL_CLIENT_ID) => Some(portal_client(t)),
+        Some(c) => match roster_domain::ClientId::parse(c) {
+            Ok(id) => t.store.client(&id).await.ok().flatten(),
+            Err(_) => None,
+        },
+        None => None,
     };
     let Some(client) = client else {
         return Err(Refusal::Page(error_page(t, StatusCode::BAD_REQUEST, "Unknown client.")));
@@ -144,16 +182,88 @@ async fn validate(t: &TenantCtx, req: AuthorizeRequest) -> Result<Valid, Refusal
     Ok(Valid { client, redirect_uri, grant, req })
 }
 
-fn session_cookie_name(state: &AppState, t: &TenantCtx) -> String {
+pub(crate) fn session_cookie_name(state: &AppState, t: &TenantCtx) -> String {
     CookieSpec::new(&state.cfg.public_url).name(&format!("rs_{}", t.name))
 }
 
-/// The live session of this browser, if any.
-async fn current_session(state: &AppState, t: &TenantCtx, headers: &HeaderMap) -> Option<Session> {
+/// The live session of this browser and its user (not blocked), if any.
+pub(crate) async fn session_user(state: &AppState, t: &TenantCtx, headers: &HeaderMap) -> Option<(Session, User)> {
     let value = cookie(headers, &session_cookie_name(state, t))?;
     let s = t.store.session(&roster_auth::secret::hash_secret(&value), Timestamp::now()).await.ok()??;
     let user = t.store.user(&s.user_id).await.ok()??;
-    (!user.blocked).then_some(s)
+    (!user.blocked).then_some((s, user))
+}
+
+/// The terms page a login stops at when the tenant published terms the user has not accepted yet;
+/// `None` when there is nothing to accept.
+async fn terms_gate(state: &AppState, t: &TenantCtx, headers: &HeaderMap, req_q: &str, user: &User) -> Option<Response> {
+    let settings = crate::account::settings(t).await.ok()?;
+    let terms = crate::account::terms_pending(&settings.account, user)?;
+    let (csrf, set) = csrf_token(state, headers);
+    let body = format!(
+        "<p>Our terms have changed. Please read the <a href=\"{url}\" rel=\"noopener noreferrer\" target=\"_blank\">terms \
+         (version {version})</a> and accept them to continue.</p>\
+         <form method=\"post\" action=\"{issuer}u/terms\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"req\" value=\"{req}\">\
+         <input type=\"hidden\" name=\"version\" value=\"{version}\">\
+         <button type=\"submit\">I accept the terms</button></form>\
+         <nav><a href=\"{issuer}v2/logout\">Decline and log out</a></nav>",
+        url = esc(&terms.url),
+        version = esc(&terms.version),
+        issuer = esc(&t.issuer),
+        csrf = esc(&csrf),
+        req = esc(req_q),
+    );
+    Some(with_cookie(page(StatusCode::OK, "Accept the terms", t.name.as_str(), &body), set))
+}
+
+#[derive(Deserialize)]
+pub struct TermsForm {
+    csrf: Option<String>,
+    req: Option<String>,
+    version: Option<String>,
+}
+
+/// `POST /t/{tenant}/u/terms`: the user of this browser's session accepts the terms, and the login
+/// goes on to the application.
+pub async fn terms_submit(
+    State(state): State<AppState>,
+    AuthTenant(t): AuthTenant,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<TermsForm>,
+) -> Response {
+    let (_, req_q, v) = match accept_form(&state, &t, &headers, form.csrf, form.req).await {
+        Ok(accepted) => accepted,
+        Err(r) => return r,
+    };
+    let Some((session, user)) = session_user(&state, &t, &headers).await else {
+        return redirect(&format!("{}u/login?{req_q}", t.issuer));
+    };
+    let Ok(settings) = crate::account::settings(&t).await else {
+        return error_page(&t, StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable, try again.");
+    };
+    let actor = crate::account::Actor {
+        state: &state,
+        t: &t,
+        ip: ip.to_string_opt(),
+        user_agent: user_agent(&headers),
+        session: Some(session.id_hash.clone()),
+    };
+    let version = form.version.unwrap_or_default();
+    if crate::account::terms_pending(&settings.account, &user).is_some() {
+        match crate::account::accept_terms(&actor, &user, &settings.account, &version).await {
+            Ok(_) => {}
+            Err(crate::account::AccountError::Invalid(_)) => {
+                // The terms changed while the page was open: show the current ones.
+                if let Some(r) = terms_gate(&state, &t, &headers, &req_q, &user).await {
+                    return r;
+                }
+            }
+            Err(e) => return error_page(&t, StatusCode::SERVICE_UNAVAILABLE, &e.message()),
+        }
+    }
+    issue_code(&t, &v, &user.user_id, Some(&session.id_hash), session.authenticated_at).await
 }
 
 /// Issue a code for `user` and send the browser back to the client.
@@ -202,8 +312,21 @@ pub async fn authorize(
     };
     let prompt = v.req.prompt.clone().unwrap_or_default();
     if prompt != "login"
-        && let Some(s) = current_session(&state, &t, &headers).await
+        && let Some((s, user)) = session_user(&state, &t, &headers).await
     {
+        let q = serde_urlencoded::to_string(&v.req).unwrap_or_default();
+        if let Some(r) = terms_gate(&state, &t, &headers, &q, &user).await {
+            if prompt == "none" {
+                return error_redirect(
+                    &v.redirect_uri,
+                    v.req.state.as_deref(),
+                    "interaction_required",
+                    "The user must accept the terms",
+                )
+                .into_response();
+            }
+            return r;
+        }
         return issue_code(&t, &v, &s.user_id, Some(&s.id_hash), s.authenticated_at).await;
     }
     if prompt == "none" {
@@ -390,7 +513,10 @@ pub async fn login_submit(
         return error_page(&t, StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable, try again.");
     }
     let spec = CookieSpec::new(&state.cfg.public_url);
-    let r = issue_code(&t, &v, &user.user_id, Some(&session.id_hash), now).await;
+    let r = match terms_gate(&state, &t, &headers, &req_q, &user).await {
+        Some(terms) => terms,
+        None => issue_code(&t, &v, &user.user_id, Some(&session.id_hash), now).await,
+    };
     with_cookie(r, Some(spec.set(&session_cookie_name(&state, &t), &value, Some(SESSION_LIFETIME_MS / 1000))))
 }
 

@@ -6,6 +6,7 @@
 //! one, the `Origin` header is checked against the public URL. Every value shown is HTML-escaped here;
 //! nothing user-supplied is ever interpreted as markup.
 
+pub mod account;
 pub mod login;
 pub mod reset;
 

@@ -276,7 +276,8 @@ pub async fn reset_submit(
 }
 
 /// What every password change commits with it: the log event, the end of every session and refresh
-/// token but `keep_session`, the end of every outstanding reset link and brute-force block, the new hash remembered for
+/// token but `keep_session`, the end of every outstanding reset link, pending email change and
+/// brute-force block, the new hash remembered for
 /// history rules, and the "your password was changed" notice (sent unless the tenant disabled it).
 pub fn after_password_change(
     state: &AppState,
@@ -291,6 +292,13 @@ pub fn after_password_change(
     let mut effects = Effects::log(event)
         .with_revocation(Revocation::Grants { user: user.user_id.clone(), keep_session, at: now })
         .with_revocation(Revocation::Tickets { user: user.user_id.clone(), kind: ticket_kind::PASSWORD_RESET.into(), at: now })
+        // A password change cancels a pending email change (and its "this wasn't me" link).
+        .with_revocation(Revocation::Tickets { user: user.user_id.clone(), kind: ticket_kind::EMAIL_CHANGE.into(), at: now })
+        .with_revocation(Revocation::Tickets {
+            user: user.user_id.clone(),
+            kind: ticket_kind::EMAIL_CHANGE_CANCEL.into(),
+            at: now,
+        })
         .with_revocation(Revocation::LoginBlocks { user: user.user_id.clone(), identifiers: crate::attack::identifiers_of(user) })
         .remember_password(user.user_id.clone(), new_hash);
     if let Some(email) = user.email.as_ref() {
