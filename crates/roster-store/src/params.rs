@@ -145,10 +145,9 @@ pub(crate) fn revocation(t: &TenantId, r: &Revocation) -> Vec<(&'static str, Vec
                 ),
             ]
         }
-        Revocation::Password { user } => vec![(
-            "DELETE FROM credentials WHERE tenant_id = $1 AND user_id = $2",
-            vec![text(t.as_str()), text(user.as_str())],
-        )],
+        Revocation::Password { user } => {
+            vec![("DELETE FROM credentials WHERE tenant_id = $1 AND user_id = $2", vec![text(t.as_str()), text(user.as_str())])]
+        }
         Revocation::Tickets { user, kind, at } => vec![(
             "UPDATE tickets SET used_at = $4 WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND used_at IS NULL",
             vec![text(t.as_str()), text(user.as_str()), text(kind), Param::Int(Some(at.millis()))],

@@ -182,15 +182,6 @@ pub(crate) trait Backend:
 {
 }
 impl<T> Backend for T where
-    T: Lifecycle
-        + TenantRepo
-        + ClientRepo
-        + UserRepo
-        + LogRepo
-        + SessionRepo
-        + MailRepo
-        + TicketRepo
-        + AttackRepo
-        + AccountRepo
+    T: Lifecycle + TenantRepo + ClientRepo + UserRepo + LogRepo + SessionRepo + MailRepo + TicketRepo + AttackRepo + AccountRepo
 {
 }

@@ -792,7 +792,9 @@ async fn account_settings_sessions_and_erasure(f: Fixture) {
     let settings = json!({"friendly_name": "Acme", "account_portal": {"reauthentication_window": 600}});
     f.acme.put_tenant_settings(&settings, ev()).await.expect("write");
     assert_eq!(f.acme.tenant_settings().await.expect("read"), settings);
-    roster::provision::create_tenant(&f.store, TenantName::parse("other").expect("name"), "http://localhost").await.expect("tenant");
+    roster::provision::create_tenant(&f.store, TenantName::parse("other").expect("name"), "http://localhost")
+        .await
+        .expect("tenant");
     let other = f.store.tenant(f.store.tenant_by_name(&TenantName::parse("other").expect("n")).await.expect("r").expect("t").id);
     assert_eq!(other.tenant_settings().await.expect("read"), json!({}), "settings are per tenant");
 
@@ -839,7 +841,10 @@ async fn account_settings_sessions_and_erasure(f: Fixture) {
     assert!(f.acme.session("b1", now).await.expect("r").is_some(), "another user's session is untouched");
     f.acme.append_effects(revoke(&a, "a2")).await.expect("revoke");
     assert_eq!(ids(f.acme.user_sessions(&a, now).await.expect("list")), vec!["a1"]);
-    assert!(!f.acme.reauthenticate_session("a2", now, Effects::default()).await.expect("reauth"), "a revoked session stays revoked");
+    assert!(
+        !f.acme.reauthenticate_session("a2", now, Effects::default()).await.expect("reauth"),
+        "a revoked session stays revoked"
+    );
 
     // A revoked password is gone (a reset sets a new one).
     assert!(f.acme.password_hash(&a).await.expect("r").is_some());
