@@ -3,10 +3,12 @@
 Chromium (Playwright, Debian's /usr/bin/chromium, screenshots in target/screenshots) walks every
 feature as a user would: log in through the hosted login, edit the profile and preferences, change
 the password, change the email with both mails read from the SMTP sink (and "this wasn't me"), end
-a session, accept new terms at login, download the data, delete the account. A browser without
-JavaScript (requests) checks the security properties: headers and cookie flags on every page (T34),
-cross-site posts (T35), mass assignment through the forms (T24), stored XSS in every displayed field
-(T25, in Chromium), email change without re-authentication (T36) and erasure leaving no row (T33).
+a session, accept new terms at login, download the data, delete the account. The security
+catalogue (../shared/reference/security.md): mass assignment through the forms (T24), one user's
+session ids in another's forms (T25), 50 stored-XSS polyglots in every displayed field of the
+portal, the hosted pages and an HTML mail, in Chromium (T26), headers, cookie flags and framing
+(T33), cross-site posts (T34), email change without re-authentication (T35), and export and
+erasure (T36). The JSON API (/me) has its own suite in crates/roster-testkit/tests/account_api.rs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import requests
 import browserkit
 from harness import CONNECTION, CallbackServer, configure_app_urls, form_fields, psql, submit_hosted_login, unique_email, wait_until
 from mailsink import MailSink
-from resetkit import login, mail_settings, mails
+from resetkit import RESET_SUBJECT, change_password, login, mail_settings, mails, refresh
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "violet lantern drifts 4417"
@@ -33,13 +35,20 @@ VERIFY_NEW = "Confirm your new email address"
 NOTICE_OLD = "Your email address is being changed"
 CHANGED = "Your password was changed"
 DELETED = "Your account has been deleted"
-POLYGLOTS = [
+# 50 stored-XSS polyglots (T26): markup, attribute breakouts, URLs, template syntax, encodings.
+_PAYLOADS = [
     "<script>window.__xss=1;alert(1)</script>",
     "\"><img src=x onerror=\"window.__xss=1;alert(1)\">",
     "'--></style></script><svg onload=alert(1)>",
     "javascript:alert(1)//",
     "{{7*7}}<iframe srcdoc=\"<script>parent.__xss=1</script>\"></iframe>",
+    "<details open ontoggle=alert(1)>",
+    "<body onload=alert(1)>",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "jaVasCript:/*-/*`/*\\`/*'/*\"/**/(/* */oNcliCk=alert(1) )//%0D%0A%0d%0a//</stYle/</titLe/</teXtarEa/</scRipt/--!>\\x3csVg/<sVg/oNloAd=alert(1)//>\\x3e",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
 ]
+POLYGLOTS = [f"{p}#{i}" if i >= len(_PAYLOADS) else p for i, p in enumerate((_PAYLOADS * 5)[:50])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,11 +190,11 @@ class Browser:
         assert r.status_code == 200, (r.status_code, r.text[:500])
         return form_fields(r.text, "account/profile")["csrf"]
 
-    def post(self, path: str, data: dict, origin: str | None = None, csrf: bool = True) -> requests.Response:
+    def post(self, path: str, data: dict, origin: str | None = None, csrf: bool = True, headers: dict | None = None) -> requests.Response:
         body = dict(data)
         if csrf:
             body.setdefault("csrf", self.csrf())
-        headers = {"Origin": origin or self.server.url}
+        headers = {"Origin": origin or self.server.url, **(headers or {})}
         return self.s.post(f"{portal_url(self.server)}/{path}", data=body, headers=headers, allow_redirects=False, timeout=60)
 
 
@@ -381,10 +390,20 @@ def test_browser_terms_at_login_and_in_the_portal(page, context, srv, app, backe
 
 def test_browser_download_data_and_delete_account(page, srv, sink, backend):
     uid, email = new_user(srv, "leaver", user_metadata={"language": "en"}, app_metadata={"plan": "free"})
+    tokens = login(srv, email, PASSWORD, scope="openid offline_access").json()
+    assert tokens.get("refresh_token"), tokens
     browser_login(page, srv, email, PASSWORD)
     with page.expect_download() as info:
         page.get_by_role("button", name="Download my data").click()
     data = json.loads(open(info.value.path()).read())
+    # Every stored field of the user is in the export (T36).
+    stored = get_user(srv, uid)
+    exported = {**data["profile"], "user_metadata": data["user_metadata"], "app_metadata": data["app_metadata"], "identities": data["identities"]}
+    missing = {k for k in stored if k not in exported}
+    assert not missing, missing
+    assert {k: exported[k] for k in stored if k not in ("last_login", "updated_at", "logins_count", "last_ip")} == {
+        k: v for k, v in stored.items() if k not in ("last_login", "updated_at", "logins_count", "last_ip")
+    }
     assert data["profile"]["email"] == email and data["profile"]["user_id"] == uid
     assert data["user_metadata"] == {"language": "en"} and data["app_metadata"] == {"plan": "free"}
     assert data["identities"][0]["connection"] == CONNECTION
@@ -405,6 +424,10 @@ def test_browser_download_data_and_delete_account(page, srv, sink, backend):
     assert api.get(api.user_path(uid)).status_code == 404
     mails(sink, email, DELETED)
     assert_no_rows_of(srv, uid, email)
+    # Tokens issued before the deletion are worthless.
+    assert refresh(srv, tokens["refresh_token"]).status_code in (400, 403)
+    r = requests.get(f"{srv.tenant_url()}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=30)
+    assert r.status_code == 401
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,11 +492,14 @@ def test_cross_site_posts_change_nothing(srv):
         b.post("email", {"email": "mallory@evil.example"}, origin="https://evil.example"),
         b.post("delete", {"confirm": "yes"}, origin="https://evil.example"),
         b.post("sessions/revoke-others", {"all": "1"}, csrf=False),
+        b.post("preferences", {"m.language": "fr"}, headers={"Sec-Fetch-Site": "cross-site"}),  # a valid token, sent cross-site
+        b.post("password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, origin="null", csrf=False),
     ]
     assert [r.status_code for r in attempts] == [403] * len(attempts), [(r.status_code, r.text[:200]) for r in attempts]
     after = get_user(srv, uid)
     assert after == before
     assert b.portal().status_code == 200, "the session still works"
+    assert login(srv, email, PASSWORD).status_code == 200, "the password is unchanged"
 
 
 def test_forms_cannot_write_anything_else(srv):
@@ -550,32 +576,88 @@ def test_an_address_in_use_looks_free_until_confirmed(srv, sink):
     assert get_user(srv, uid)["email"] == email
 
 
-def test_stored_xss_runs_nowhere(page, srv, backend):
-    """T25: polyglots in every displayed field (root fields, metadata, visible app_metadata, schema
-    labels, session user agent, pending email) — zero script executions in Chromium."""
-    pg = POLYGLOTS
-    schema = {
-        "type": "object",
-        "properties": {
-            "language": {"type": "string", "title": pg[0], "description": pg[1], "enum": ["en", pg[2]]},
-            "motto": {"type": "string", "title": pg[3], "description": pg[4]},
+def test_stored_xss_runs_nowhere(context, browser, srv, sink, backend):
+    """T26: 50 polyglots in every displayed field — profile fields, user_metadata values, schema labels
+    and help, visible app_metadata labels, the tenant's name, the terms version, the session's user
+    agent — shown by the portal and the hosted pages, and in an HTML mail: 0 script executions."""
+    P = POLYGLOTS
+    props = {f"p{i}": {"type": "string", "title": P[i][:128], "description": P[10 + i]} for i in range(10)}
+    props["language"] = {"type": "string", "title": "Language", "enum": ["en", P[20]]}
+    settings(
+        srv,
+        friendly_name=P[23][:100],
+        account_portal={
+            "profile_schema": {"type": "object", "properties": props},
+            "visible_app_metadata": {"a0": P[21][:128], "a1": P[22][:128]},
+            "terms": {"version": P[24][:64], "url": "https://example.com/terms"},
         },
-    }
-    settings(srv, friendly_name=pg[1][:100], account_portal={"profile_schema": schema, "visible_app_metadata": {"plan": pg[0]}})
+    )
+    executed: list[str] = []
     try:
-        uid, email = new_user(srv, "xss", name=pg[0], nickname=pg[1], given_name=pg[2], family_name=pg[4][:150],
-                              user_metadata={"language": pg[2], "motto": pg[3]}, app_metadata={"plan": pg[1]})
-        page.context.set_extra_http_headers({"User-Agent": pg[1]})
-        browser_login(page, srv, email, PASSWORD)
-        page.get_by_label("New email address").fill("x" + secrets.token_hex(3) + "@example.com")
-        submit(page, "Change email")
-        page.goto(portal_url(srv))
-        page.wait_for_timeout(300)
-        shot(page, backend, "12-xss")
-        assert page.dialogs == [], page.dialogs
-        assert page.evaluate("() => window.__xss === undefined")
-        html = page.content()
-        assert "<script>window.__xss" not in html and "<svg onload" not in html
-        assert page.locator("#f-name").input_value() == pg[0], "shown as text, intact"
+        for j in range(5):
+            meta = {f"p{i}": P[45 + j] for i in range(10)} | {"language": P[20]}
+            uid, email = new_user(
+                srv, f"xss{j}", name=P[25 + j], nickname=P[30 + j], given_name=P[35 + j], family_name=P[40 + j][:150],
+                user_metadata=meta, app_metadata={"a0": P[j], "a1": P[49 - j]},
+            )
+            ctx = browser.new_context(user_agent=P[j + 1][:200])
+            try:
+                page = ctx.new_page()
+                page.on("dialog", lambda d: (executed.append(d.message), d.dismiss()))
+                page.goto(portal_url(srv))
+                page.get_by_label("Email address").fill(email)
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Log in").click()
+                # The hosted terms page (version and tenant name are polyglots), then the portal.
+                assert page.get_by_role("heading", name="Accept the terms").is_visible()
+                assert page.evaluate("() => window.__xss === undefined")
+                page.get_by_role("button", name="I accept the terms").click()
+                assert page.get_by_role("heading", name="Your account").is_visible()
+                assert page.locator("#f-name").input_value() == P[25 + j], "shown as text, intact"
+                assert page.locator("#f-m-p0").input_value() == P[45 + j]
+                page.get_by_label("New email address").fill(f"x{secrets.token_hex(3)}@example.com")
+                submit(page, "Change email")
+                page.wait_for_timeout(200)
+                if j == 0:
+                    shot(page, backend, "12-xss")
+                assert page.evaluate("() => window.__xss === undefined")
+                html = page.content()
+                assert "<script>window.__xss" not in html and "<svg onload" not in html and "<details open" not in html
+                # The HTML mail the user receives next (its greeting carries the name).
+                assert change_password(srv, email).status_code == 200
+                mail = mails(sink, email, RESET_SUBJECT)[0]
+                assert mail.html
+                page.set_content(mail.html)
+                page.wait_for_timeout(100)
+                assert page.evaluate("() => window.__xss === undefined")
+            finally:
+                ctx.close()
+        assert executed == [], executed
     finally:
-        settings(srv, friendly_name=None, account_portal={"profile_schema": None, "visible_app_metadata": None})
+        settings(srv, friendly_name=None, account_portal={"profile_schema": None, "visible_app_metadata": None, "terms": None})
+
+
+def test_portal_cannot_be_framed(page, srv):
+    """T33: a page of another site that frames the portal or the login shows nothing of them."""
+    uid, email = new_user(srv, "frame")
+    browser_login(page, srv, email, PASSWORD)
+    page.set_content(f'<iframe id="f" src="{portal_url(srv)}"></iframe><iframe id="g" src="{srv.tenant_url()}/u/reset-password"></iframe>')
+    page.wait_for_timeout(1000)
+    for frame in page.frames[1:]:
+        # A refused frame stays on an error document: no portal heading, no form.
+        assert "Your account" not in frame.content() and "<form" not in frame.content(), frame.url
+
+
+def test_one_user_cannot_end_anothers_sessions(srv):
+    """T25 in the portal: the only ids a form carries are session ids; another user's do nothing."""
+    pairs = []
+    for k in range(3):
+        ua, ea = new_user(srv, f"idor-a{k}")
+        ub, eb = new_user(srv, f"idor-b{k}")
+        pairs.append((Browser(srv, ea, PASSWORD), ub, Browser(srv, eb, PASSWORD)))
+    for a, ub, b in pairs:
+        [(b_session, _)] = session_rows(srv, ub)
+        r = a.post("sessions/revoke", {"id": b_session})
+        assert r.status_code == 303, r.status_code
+        assert b.portal().status_code == 200, "b's session survives"
+        assert session_rows(srv, ub) == [(b_session, "")]

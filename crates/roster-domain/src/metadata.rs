@@ -149,6 +149,11 @@ impl MetadataPatch {
         Ok(Self(map))
     }
 
+    /// The keys and values the patch sets (`null`: remove).
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     pub fn is_wipe(&self) -> bool {
         self.0.is_empty()
     }

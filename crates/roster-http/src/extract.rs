@@ -188,7 +188,9 @@ requirement! {
     /// Update users; the handler narrows which fields each scope may touch.
     UpdateUsers => ["update:users", "update:users_app_metadata"]
         user ["update:current_user_metadata", "create:current_user_metadata", "delete:current_user_metadata"];
-    DeleteUsers => ["delete:users"] user ["delete:current_user"];
+    /// Machines only: a user deletes their own account through `DELETE /me`, which asks for the
+    /// password and sends the confirmation.
+    DeleteUsers => ["delete:users"];
 
     ReadClients => ["read:clients"];
     CreateClients => ["create:clients"];

@@ -859,21 +859,28 @@ impl UserRepo for SqlBackend {
         // The log keeps what happened, not who: the user's events (this deletion's included) carry a
         // random pseudonym instead of the id, and no name, address or user agent.
         let pseudonym = format!("deleted|{}", roster_domain::secret::random_alphanumeric(24));
+        // `details` may name addresses too (an email change's new address): emptied.
+        let no_details = Json(Value::Object(Default::default()));
         sqlx::query(
-            "UPDATE logs SET user_id = $3, user_name = NULL, ip = NULL, user_agent = NULL \
+            "UPDATE logs SET user_id = $3, user_name = NULL, ip = NULL, user_agent = NULL, details = $4 \
              WHERE tenant_id = $1 AND user_id = $2",
         )
         .bind(t.as_str())
         .bind(id.as_str())
         .bind(&pseudonym)
+        .bind(&no_details)
         .execute(&mut *tx)
         .await?;
         for i in &identifiers {
-            sqlx::query("UPDATE logs SET user_name = NULL, ip = NULL, user_agent = NULL WHERE tenant_id = $1 AND lower(user_name) = $2")
-                .bind(t.as_str())
-                .bind(i)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE logs SET user_name = NULL, ip = NULL, user_agent = NULL, details = $3 \
+                 WHERE tenant_id = $1 AND lower(user_name) = $2",
+            )
+            .bind(t.as_str())
+            .bind(i)
+            .bind(&no_details)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)

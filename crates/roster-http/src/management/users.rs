@@ -372,6 +372,25 @@ pub async fn update_user(
     let mut patch = UserPatch::parse(body, limits)?;
     check_patch_fields(&auth, &patch.fields())?;
     let t = &auth.tenant;
+    if let (Subject::User(_), Some(meta)) = (&auth.subject, &patch.user_metadata) {
+        // The tenant's profile schema marks some user_metadata keys read-only for users: a user's own
+        // token cannot write them here either (undeclared keys stay writable, as in Auth0).
+        let settings = crate::account::settings(t).await?;
+        let mut locked: Vec<&str> = meta
+            .as_map()
+            .keys()
+            .filter(|k| settings.account.profile_schema.property(k).is_some_and(|p| p.read_only))
+            .map(String::as_str)
+            .collect();
+        if !locked.is_empty() {
+            locked.sort_unstable();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("You cannot update the following user_metadata keys: {}", locked.join(", ")),
+                Some("insufficient_scope"),
+            ));
+        }
+    }
     let mut ev = api_event(&auth, LogType::Sapi, "Update a User");
     ev.user_id = Some(id.clone());
     ev.details = json!({ "fields": patch.fields() });
