@@ -661,3 +661,18 @@ def test_one_user_cannot_end_anothers_sessions(srv):
         assert r.status_code == 303, r.status_code
         assert b.portal().status_code == 200, "b's session survives"
         assert session_rows(srv, ub) == [(b_session, "")]
+
+
+def test_mails_carry_the_tenants_name_and_support_address(srv, sink):
+    """The tenant settings' friendly_name and support_email reach the templates' variables."""
+    settings(srv, friendly_name="Acme Shop", support_email="help@acme.example")
+    try:
+        uid, email = new_user(srv, "named")
+        b = Browser(srv, email, PASSWORD)
+        target = unique_email("named-new")
+        assert b.post("email", {"email": target}).status_code == 303
+        notice = mails(sink, email, NOTICE_OLD)[0]
+        assert "Acme Shop" in notice.text and "help@acme.example" in notice.text, notice.text
+        assert "Acme Shop" in notice.html
+    finally:
+        settings(srv, friendly_name=None, support_email=None)

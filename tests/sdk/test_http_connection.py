@@ -141,3 +141,27 @@ def test_413_announces_closing_the_connection(server):
     finally:
         sock.close()
         t.join(timeout=10)
+
+
+def test_a_refused_login_keeps_the_connection(server):
+    """A refusal decided after the whole body was read (wrong password, blocked pair) keeps the
+    keep-alive connection: closing it would make each refused attempt cost the client a new
+    connection (and the server an accept)."""
+    app = server.tenants["default"]["default_app"]
+    body = (
+        f"grant_type=password&client_id={app['client_id']}&client_secret={app['client_secret']}"
+        f"&username={unique_email('keep')}&password=wrong-password-1"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        for _ in range(3):
+            head = (
+                f"POST /t/default/oauth/token HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body)
+            answer = read_response(sock, timeout=10)
+            assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+            assert not re.search(rb"(?im)^connection:\s*close", answer), answer[:500]
+    finally:
+        sock.close()

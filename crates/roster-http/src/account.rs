@@ -662,3 +662,82 @@ pub async fn delete_account(a: &Actor<'_>, user: &User) -> Result<(), AccountErr
     }
     if a.t.store.delete_user(&user.user_id, effects).await? { Ok(()) } else { Err(AccountError::Gone) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use roster_domain::{ConnectionId, UserId};
+
+    use super::*;
+
+    fn user(provider: &str) -> User {
+        let mut u = User::new_database(
+            UserId::parse("auth0|0123456789abcdef01234567").expect("id"),
+            ConnectionId::parse("con_test").expect("connection"),
+            "Username-Password-Authentication",
+            Email::parse("ann@example.com").expect("email"),
+            "https://img.example/a.png".into(),
+            Timestamp::from_millis(0),
+        );
+        u.identities[0].provider = provider.into();
+        u
+    }
+
+    fn settings() -> AccountSettings {
+        AccountSettings::parse(&Value::Null).expect("defaults")
+    }
+
+    #[test]
+    fn a_provider_owned_profile_is_read_only() {
+        let s = settings();
+        let body = json!({"name": "Ann", "user_metadata": {"language": "fr"}});
+        let Value::Object(body) = body else { unreachable!("object") };
+        let own = profile_from_json(&body, &s, &user("auth0")).expect("database user edits");
+        assert_eq!(own.root, vec![("name".to_owned(), Some("Ann".to_owned()))]);
+        let social = user("google-oauth2");
+        assert!(profile_synced(&social));
+        match profile_from_json(&body, &s, &social) {
+            Err(AccountError::Invalid(errors)) => assert_eq!(errors.len(), 1, "{errors:?}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Preferences stay the user's own, whoever provides the profile.
+        let Value::Object(prefs) = json!({"user_metadata": {"language": "fr"}}) else { unreachable!("object") };
+        assert!(profile_from_json(&prefs, &s, &social).is_ok());
+        let form = HashMap::from([("name".to_owned(), "Ann".to_owned())]);
+        assert!(matches!(profile_from_form(&form, FormSection::Profile, &s, &social), Err(AccountError::Forbidden(_))));
+        assert_eq!(account_json(&social, &s, None)["editable_fields"], json!([]));
+    }
+
+    #[test]
+    fn mass_assignment_is_refused_whole() {
+        let s = settings();
+        for body in [
+            json!({"email": "x@example.com"}),
+            json!({"app_metadata": {"plan": "gold"}}),
+            json!({"user_metadata": {"undeclared": 1}}),
+            json!({"name": "ok", "blocked": true}),
+            json!({"user_metadata": {"language": "xx"}}),
+            json!({"picture": "javascript:alert(1)"}),
+        ] {
+            let Value::Object(b) = body.clone() else { unreachable!("object") };
+            assert!(matches!(profile_from_json(&b, &s, &user("auth0")), Err(AccountError::Invalid(_))), "{body}");
+        }
+    }
+
+    #[test]
+    fn terms_are_pending_until_this_version_is_accepted() {
+        let mut s = settings();
+        let mut u = user("auth0");
+        assert!(terms_pending(&s, &u).is_none(), "no terms published");
+        s.terms = Some(roster_domain::account::Terms { version: "2".into(), url: "https://t.example".into() });
+        assert!(terms_pending(&s, &u).is_some());
+        let mut m = Map::new();
+        m.insert(TERMS_ACCEPTED_KEY.into(), json!({"version": "1"}));
+        u.app_metadata = roster_domain::metadata::Metadata::from_trusted(m.clone());
+        assert!(terms_pending(&s, &u).is_some(), "an older version");
+        m.insert(TERMS_ACCEPTED_KEY.into(), json!({"version": "2"}));
+        u.app_metadata = roster_domain::metadata::Metadata::from_trusted(m);
+        assert!(terms_pending(&s, &u).is_none());
+    }
+}

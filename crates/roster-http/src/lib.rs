@@ -174,7 +174,9 @@ pub fn router(state: AppState) -> Router {
 
 /// An error answered before the request body was read (401 before a JSON body, 413, 415...) leaves
 /// unread bytes on a keep-alive connection, and hyper then drops the connection without notice. Say
-/// so in the response instead (`Connection: close`), so clients do not reuse a dead connection.
+/// so in the response instead (`Connection: close`), so clients do not reuse a dead connection. An
+/// error answered after the body was read to its end (a refused login, a 400 on a parsed body) keeps
+/// the connection: closing it would make every refused attempt cost the client a new connection.
 async fn close_after_unread_body(req: Request, next: axum::middleware::Next) -> Response {
     let has_body = req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
         || req
@@ -183,11 +185,48 @@ async fn close_after_unread_body(req: Request, next: axum::middleware::Next) -> 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n > 0);
+    if !has_body {
+        return next.run(req).await;
+    }
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = finished.clone();
+    let req = req.map(|b| axum::body::Body::new(ReadToEnd { inner: b, finished: seen }));
     let mut resp = next.run(req).await;
-    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+    let unread = !finished.load(std::sync::atomic::Ordering::Acquire);
+    if unread && (resp.status().is_client_error() || resp.status().is_server_error()) {
         resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// A request body that records whether it was read to its end.
+struct ReadToEnd {
+    inner: axum::body::Body,
+    finished: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for ReadToEnd {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.finished.store(true, std::sync::atomic::Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Liveness: the process answers.

@@ -315,15 +315,19 @@ impl Relay {
             ),
             None => None,
         };
-        let support_email = provider.and_then(|p| p.default_from_address.clone());
+        // The tenant's own name and support contacts (`/api/v2/tenants/settings`) when it set them.
+        let settings = ts.tenant_settings().await.map_err(Failure::store)?;
+        let text = |k: &str| settings.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let friendly_name = text("friendly_name").unwrap_or_else(|| tenant.clone());
+        let support_email = text("support_email").or_else(|| provider.and_then(|p| p.default_from_address.clone()));
         let mut vars = json!({
             "user": user,
             "application": application,
             "connection": { "name": m.payload.get("connection").cloned().unwrap_or(Value::Null) },
             "tenant": tenant,
-            "friendly_name": tenant,
+            "friendly_name": friendly_name,
             "support_email": support_email,
-            "support_url": Value::Null,
+            "support_url": text("support_url"),
             "request_language": m.payload.get("request_language").cloned().unwrap_or(Value::Null),
             "url": url,
             "new_email": m.payload.get("new_email").cloned().unwrap_or(Value::Null),
