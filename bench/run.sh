@@ -421,8 +421,9 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   login of 48 users in turn (argon2id with the default parameters, brute-force counter, profile update,
   RS256 tokens) (\`bench/login.lua\`);
   the same login after ten wrong passwords from the same address blocked the pair: every answer is
-  \`429 too_many_attempts\`, computed without a hash (\`bench/refused.lua\`, which counts any other status as
-  an error),
+  \`429 too_many_attempts\`, computed without a hash (\`bench/refused.lua\`: curl checks the 429 first; during
+  the run any answer below 400 counts as an error; no per-response Lua, which would cost wrk more than
+  the refusal costs the server),
   compared with the raw argon2id verification rate of the same hashing pool measured alone.
 - Server settings: defaults (e.g. 8 database connections), except the Management API rate limit raised
   to 100,000,000/s (\`ROSTER_MANAGEMENT_RATE_LIMIT\`, \`ROSTER_MANAGEMENT_RATE_BURST\`) and

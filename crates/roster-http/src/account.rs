@@ -167,7 +167,10 @@ pub async fn verify_password(a: &Actor<'_>, user: &User, password: &str) -> Resu
     let verdict =
         check_credentials(&ctx, &connection.name, &identifier, password).await.map_err(|_| AccountError::Unavailable)?;
     match verdict {
-        Verdict::Ok { user: found, .. } if found.user_id == user.user_id => Ok(()),
+        Verdict::Ok { user: found, success, .. } if found.user_id == user.user_id => {
+            a.t.store.append_effects(success).await?;
+            Ok(())
+        }
         Verdict::TooManyAttempts(_) | Verdict::SuspiciousIp => Err(AccountError::TooManyAttempts),
         Verdict::Blocked(_) => Err(AccountError::Forbidden("This account is blocked.".into())),
         other => {

@@ -36,7 +36,16 @@ pub struct TenantCtx {
     /// Brute-force counter keys this node saw blocked, and until when it trusts that without asking
     /// the database again (see `attack::is_blocked`).
     pub(crate) blocked_pairs: Mutex<HashMap<String, Instant>>,
+    /// Clients read in the last [`CLIENT_TTL`] (see [`TenantCtx::client`]).
+    clients: Mutex<HashMap<roster_domain::ClientId, (Instant, roster_store::Client)>>,
 }
+
+/// How long a node trusts a client it read (secret, grant types, callbacks): a change made on another
+/// node applies within this time; on the node that made it, at once ([`TenantCtx::forget_client`]).
+pub const CLIENT_TTL: Duration = Duration::from_secs(1);
+
+/// Most clients remembered per tenant; the map is emptied when full.
+const CLIENT_CAPACITY: usize = 10_000;
 
 /// How long a node refuses a pair it saw blocked without reading the counter again. An unblock made
 /// on another node applies within this time; on the node that made it, at once.
@@ -59,6 +68,32 @@ pub struct Verified {
 const VERIFIED_CAPACITY: usize = 10_000;
 
 impl TenantCtx {
+    /// A client of this tenant, read from the database at most once per [`CLIENT_TTL`] per node:
+    /// every token request needs its client, and a database read costs more than the rest of a
+    /// refused attempt. Unknown ids are not remembered (random ids cannot fill the map).
+    pub async fn client(&self, id: &roster_domain::ClientId) -> Result<Option<roster_store::Client>, StoreError> {
+        let hit =
+            self.clients.lock().ok().and_then(|m| m.get(id).filter(|(at, _)| at.elapsed() < CLIENT_TTL).map(|(_, c)| c.clone()));
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        let found = self.store.client(id).await?;
+        if let (Some(c), Ok(mut m)) = (&found, self.clients.lock()) {
+            if m.len() >= CLIENT_CAPACITY {
+                m.clear();
+            }
+            m.insert(id.clone(), (Instant::now(), c.clone()));
+        }
+        Ok(found)
+    }
+
+    /// Forget a client this node changed or deleted, so its next request reads it again.
+    pub fn forget_client(&self, id: &roster_domain::ClientId) {
+        if let Ok(mut m) = self.clients.lock() {
+            m.remove(id);
+        }
+    }
+
     /// Verify a Management API access token. A token whose exact bytes were verified before by this
     /// key set is not verified again (an RSA verification costs more than the rest of a request); its
     /// expiry is still checked on every use. The cache lives and dies with this key set, so a key
@@ -158,6 +193,7 @@ impl TenantCache {
                     verified: Mutex::new(HashMap::new()),
                     attack_settings: Mutex::new(HashMap::new()),
                     blocked_pairs: Mutex::new(HashMap::new()),
+                    clients: Mutex::new(HashMap::new()),
                 })
             }
         };

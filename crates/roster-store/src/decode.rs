@@ -5,7 +5,7 @@ use roster_domain::user::{Identity, User};
 use roster_domain::{ClientId, ConnectionId, Email, Metadata, Timestamp, UserId};
 use serde_json::Value;
 
-use crate::model::Client;
+use crate::model::{AttackCounter, Client};
 use crate::{Result, StoreError};
 
 /// Typed access to a row's columns by name.
@@ -87,5 +87,22 @@ pub(crate) fn client<R: Cols>(r: &R) -> Result<Client> {
         description: req_text(r, "description")?,
         created_at: Timestamp::from_millis(req_int(r, "created_at")?),
         token_endpoint_ip_header_trusted: r.flag("token_endpoint_ip_header_trusted")?,
+    })
+}
+
+/// Columns: `params::COUNTER_COLS`.
+pub(crate) fn counter<R: Cols>(r: &R) -> Result<AttackCounter> {
+    Ok(AttackCounter {
+        kind: req_text(r, "kind")?,
+        key: req_text(r, "key")?,
+        identifier: r.text("identifier")?,
+        ip: r.text("ip")?,
+        connection: r.text("connection")?,
+        user_id: r.text("user_id")?.map(UserId::from_trusted),
+        count: req_int(r, "count")?,
+        window_start: Timestamp::from_millis(req_int(r, "window_start")?),
+        last_at: Timestamp::from_millis(req_int(r, "last_at")?),
+        blocked_at: r.int("blocked_at")?.map(Timestamp::from_millis),
+        notified_at: r.int("notified_at")?.map(Timestamp::from_millis),
     })
 }

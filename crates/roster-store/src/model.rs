@@ -286,6 +286,8 @@ pub enum Revocation {
     Session { user: UserId, id_hash: String, at: Timestamp },
     /// The user's password: login with it stops working until a reset sets a new one.
     Password { user: UserId },
+    /// One attack-protection counter (a successful login ends its failure count).
+    Counter { kind: String, key: String },
 }
 
 /// The outcome of redeeming a ticket.

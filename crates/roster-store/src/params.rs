@@ -148,6 +148,10 @@ pub(crate) fn revocation(t: &TenantId, r: &Revocation) -> Vec<(&'static str, Vec
         Revocation::Password { user } => {
             vec![("DELETE FROM credentials WHERE tenant_id = $1 AND user_id = $2", vec![text(t.as_str()), text(user.as_str())])]
         }
+        Revocation::Counter { kind, key } => vec![(
+            "DELETE FROM attack_counters WHERE tenant_id = $1 AND kind = $2 AND key = $3",
+            vec![text(t.as_str()), text(kind), text(key)],
+        )],
         Revocation::Tickets { user, kind, at } => vec![(
             "UPDATE tickets SET used_at = $4 WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND used_at IS NULL",
             vec![text(t.as_str()), text(user.as_str()), text(kind), Param::Int(Some(at.millis()))],
@@ -236,4 +240,51 @@ impl rusqlite::ToSql for Param {
             Param::Json(v) => Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(v.get().as_bytes()))),
         }
     }
+}
+
+/// The columns of an attack counter, in order.
+pub(crate) const COUNTER_COLS: &str =
+    "kind, key, identifier, ip, connection, user_id, count, window_start, last_at, blocked_at, notified_at";
+pub(crate) const COUNTER_COLUMNS: &[&str] = &[
+    "kind",
+    "key",
+    "identifier",
+    "ip",
+    "connection",
+    "user_id",
+    "count",
+    "window_start",
+    "last_at",
+    "blocked_at",
+    "notified_at",
+];
+
+/// Count one event in one upsert that increments (or restarts, when its window is over) and returns
+/// the counter: $8 now, $9 window, $10 limit; "over" = the window started at or before now - window.
+pub(crate) const CHARGE: &str = "INSERT INTO attack_counters (tenant_id, kind, key, identifier, ip, connection, user_id, count, \
+     window_start, last_at, blocked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, CASE WHEN 1 >= $10 THEN $8 ELSE NULL END) \
+     ON CONFLICT (tenant_id, kind, key) DO UPDATE SET \
+     count = CASE WHEN attack_counters.window_start <= $8 - $9 THEN 1 ELSE attack_counters.count + 1 END, \
+     blocked_at = CASE WHEN attack_counters.window_start <= $8 - $9 THEN (CASE WHEN 1 >= $10 THEN $8 ELSE NULL END) \
+        WHEN attack_counters.blocked_at IS NOT NULL THEN attack_counters.blocked_at \
+        WHEN attack_counters.count + 1 >= $10 THEN $8 ELSE NULL END, \
+     notified_at = CASE WHEN attack_counters.window_start <= $8 - $9 THEN NULL ELSE attack_counters.notified_at END, \
+     window_start = CASE WHEN attack_counters.window_start <= $8 - $9 THEN $8 ELSE attack_counters.window_start END, \
+     user_id = COALESCE(excluded.user_id, attack_counters.user_id), \
+     last_at = $8 \
+     RETURNING kind, key, identifier, ip, connection, user_id, count, window_start, last_at, blocked_at, notified_at";
+
+pub(crate) fn charge(t: &TenantId, c: &crate::model::Charge) -> Vec<Param> {
+    vec![
+        text(t.as_str()),
+        text(&c.kind),
+        text(&c.key),
+        Param::Text(c.identifier.clone()),
+        Param::Text(c.ip.clone()),
+        Param::Text(c.connection.clone()),
+        Param::Text(c.user_id.as_ref().map(|u| u.as_str().to_owned())),
+        Param::Int(Some(c.now.millis())),
+        Param::Int(Some(c.window_ms)),
+        Param::Int(Some(c.limit)),
+    ]
 }

@@ -70,6 +70,9 @@ impl Fast {
     pub(crate) async fn create_user(&self, _: TenantId, _: NewUser, _: Effects) -> Result<()> {
         match *self {}
     }
+    pub(crate) async fn charge(&self, _: TenantId, _: crate::model::Charge) -> Result<crate::model::AttackCounter> {
+        match *self {}
+    }
     pub(crate) async fn append_logs(&self, _: Vec<(TenantId, LogEvent)>) -> Result<()> {
         match *self {}
     }

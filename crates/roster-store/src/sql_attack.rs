@@ -8,23 +8,10 @@
 use crate::model::{AttackCounter, Charge, CounterScope};
 use crate::repo::AttackRepo;
 
-const COUNTER_COLS: &str =
-    "kind, key, identifier, ip, connection, user_id, count, window_start, last_at, blocked_at, notified_at";
+use crate::params::COUNTER_COLS;
 
 fn counter_from_row(r: &DbRow) -> Result<AttackCounter> {
-    Ok(AttackCounter {
-        kind: r.try_get("kind")?,
-        key: r.try_get("key")?,
-        identifier: r.try_get("identifier")?,
-        ip: r.try_get("ip")?,
-        connection: r.try_get("connection")?,
-        user_id: r.try_get::<Option<String>, _>("user_id")?.map(UserId::from_trusted),
-        count: r.try_get("count")?,
-        window_start: Timestamp::from_millis(r.try_get("window_start")?),
-        last_at: Timestamp::from_millis(r.try_get("last_at")?),
-        blocked_at: r.try_get::<Option<i64>, _>("blocked_at")?.map(Timestamp::from_millis),
-        notified_at: r.try_get::<Option<i64>, _>("notified_at")?.map(Timestamp::from_millis),
-    })
+    decode::counter(r)
 }
 
 #[async_trait]
@@ -42,34 +29,12 @@ impl AttackRepo for SqlBackend {
     }
 
     async fn charge(&self, t: &TenantId, c: &Charge) -> Result<AttackCounter> {
-        // $8 now, $9 window, $10 limit. "Expired" = the window started at or before now - window.
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO attack_counters (tenant_id, kind, key, identifier, ip, connection, user_id, count, window_start, \
-             last_at, blocked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, CASE WHEN 1 >= $10 THEN $8 ELSE NULL END) \
-             ON CONFLICT (tenant_id, kind, key) DO UPDATE SET \
-             count = CASE WHEN attack_counters.window_start <= $8 - $9 THEN 1 ELSE attack_counters.count + 1 END, \
-             blocked_at = CASE WHEN attack_counters.window_start <= $8 - $9 THEN (CASE WHEN 1 >= $10 THEN $8 ELSE NULL END) \
-                WHEN attack_counters.blocked_at IS NOT NULL THEN attack_counters.blocked_at \
-                WHEN attack_counters.count + 1 >= $10 THEN $8 ELSE NULL END, \
-             notified_at = CASE WHEN attack_counters.window_start <= $8 - $9 THEN NULL ELSE attack_counters.notified_at END, \
-             window_start = CASE WHEN attack_counters.window_start <= $8 - $9 THEN $8 ELSE attack_counters.window_start END, \
-             user_id = COALESCE(excluded.user_id, attack_counters.user_id), \
-             last_at = $8 \
-             RETURNING {COUNTER_COLS}"
-        )))
-        .bind(t.as_str())
-        .bind(&c.kind)
-        .bind(&c.key)
-        .bind(&c.identifier)
-        .bind(&c.ip)
-        .bind(&c.connection)
-        .bind(c.user_id.as_ref().map(UserId::as_str))
-        .bind(c.now.millis())
-        .bind(c.window_ms)
-        .bind(c.limit)
-        .fetch_one(&self.write)
-        .await?;
-        counter_from_row(&row)
+        // SQLite: through the group-commit writer (a login's charge shares a commit with others).
+        if let Some(f) = &self.fast {
+            return f.charge(t.clone(), c.clone()).await;
+        }
+        let row = bind_params(sqlx::query(params::CHARGE), params::charge(t, c)).fetch_one(&self.write).await?;
+        decode::counter(&row)
     }
 
     async fn blocked_counters(&self, t: &TenantId, scope: &CounterScope, since: Timestamp) -> Result<Vec<AttackCounter>> {

@@ -140,6 +140,7 @@ struct Sql {
     update_user: String,
     insert_user: String,
     upsert_credential: String,
+    charge: String,
 }
 
 static SQL: std::sync::LazyLock<Sql> = std::sync::LazyLock::new(|| Sql {
@@ -152,6 +153,7 @@ static SQL: std::sync::LazyLock<Sql> = std::sync::LazyLock::new(|| Sql {
     update_user: numbered(params::UPDATE_USER),
     insert_user: numbered(params::INSERT_USER),
     upsert_credential: numbered(params::UPSERT_CREDENTIAL),
+    charge: numbered(params::CHARGE),
 });
 
 /// Run one statement of [`SQL`] (already in `?n` form).
@@ -508,6 +510,20 @@ impl Fast {
                 }
                 write_effects(c, &t, &effects)?;
                 Ok(Some(u))
+            })
+            .await
+    }
+
+    pub(crate) async fn charge(&self, t: TenantId, c: crate::model::Charge) -> Result<crate::model::AttackCounter> {
+        self.check_open()?;
+        self.writer
+            .submit(move |conn| {
+                let mut st = conn.prepare_cached(&SQL.charge).map_err(rusqlite_err)?;
+                let mut rows = st.query(rusqlite::params_from_iter(params::charge(&t, &c).iter())).map_err(rusqlite_err)?;
+                match rows.next().map_err(rusqlite_err)? {
+                    Some(r) => decode::counter(&Indexed { row: r, names: params::COUNTER_COLUMNS }),
+                    None => Err(StoreError::Internal("the charge returned no counter".into())),
+                }
             })
             .await
     }

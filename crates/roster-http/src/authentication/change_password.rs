@@ -65,7 +65,7 @@ pub async fn request_reset(
     let client = match client_id {
         Some(c) => Some(
             match ClientId::parse(c) {
-                Ok(id) => t.store.client(&id).await?,
+                Ok(id) => t.client(&id).await?,
                 Err(_) => None,
             }
             .ok_or_else(|| ResetRefusal::Invalid(SignupError::bad("invalid_request", "Unknown client")))?,

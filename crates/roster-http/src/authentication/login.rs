@@ -48,6 +48,9 @@ pub enum Verdict {
     Ok {
         user: Box<User>,
         hash: String,
+        /// What the success commits with the login (the end of the failure count of this
+        /// identifier), so a login costs one write rather than two.
+        success: Effects,
     },
     UnknownUser,
     WrongPassword(Box<User>),
@@ -104,10 +107,15 @@ pub async fn check_credentials(
             false
         }
     };
+    // Failures must be consecutive: a success starts the count again (committed with the login, or
+    // at once when the login goes no further).
+    let mut success = Effects::default();
     if ok && let crate::attack::Gate::Counted { key, .. } = &gate {
-        // Failures must be consecutive: a success starts the count again.
-        let scope = roster_store::CounterScope::Key { kind: crate::attack::LOGIN.into(), key: key.clone() };
-        ctx.tenant.store.clear_counters(&scope, Effects::default()).await?;
+        success =
+            success.with_revocation(roster_store::Revocation::Counter { kind: crate::attack::LOGIN.into(), key: key.clone() });
+        if user.as_ref().is_some_and(|u| u.blocked) {
+            ctx.tenant.store.append_effects(std::mem::take(&mut success)).await?;
+        }
     }
     if !ok && connection.is_some() {
         if throttle.charge(ctx.tenant, crate::attack::IP_LOGIN, ip).await? == throttle.max_attempts {
@@ -135,7 +143,7 @@ pub async fn check_credentials(
         (None, _) => Verdict::UnknownUser,
         (Some(u), false) => Verdict::WrongPassword(Box::new(u)),
         (Some(u), true) if u.blocked => Verdict::Blocked(Box::new(u)),
-        (Some(u), true) => Verdict::Ok { user: Box::new(u), hash },
+        (Some(u), true) => Verdict::Ok { user: Box::new(u), hash, success },
     })
 }
 
@@ -213,6 +221,7 @@ pub async fn refuse(
 }
 
 /// Record a successful login on the user (and upgrade its hash if needed); returns the updated user.
+#[allow(clippy::too_many_arguments)]
 pub async fn record_login(
     ctx: &GrantCtx<'_>,
     user: &User,
@@ -221,6 +230,7 @@ pub async fn record_login(
     client: &roster_store::Client,
     connection: &str,
     description: &str,
+    success: Effects,
 ) -> Result<User, OAuthError> {
     let state = ctx.state;
     let rehash = if state.hasher.needs_rehash(hash) {
@@ -252,7 +262,7 @@ pub async fn record_login(
                 Ok(())
             }),
             rehash,
-            Effects::log(ev),
+            Effects { revocations: success.revocations, ..Effects::log(ev) },
         )
         .await?;
     updated.ok_or_else(wrong_credentials)
@@ -294,10 +304,10 @@ pub async fn password_grant(ctx: &GrantCtx<'_>, req: TokenRequest, realm_grant: 
     };
     let ctx = &forwarded;
     let verdict = check_credentials(ctx, &connection, username, password).await?;
-    let Verdict::Ok { user, hash } = verdict else {
+    let Verdict::Ok { user, hash, success } = verdict else {
         return Err(refuse(ctx, &verdict, &connection, username, Some(&client)).await);
     };
-    let user = record_login(ctx, &user, &hash, password, &client, &connection, "Successful login").await?;
+    let user = record_login(ctx, &user, &hash, password, &client, &connection, "Successful login", success).await?;
     let auth_time = Timestamp::now();
     let refresh_token = if wants_refresh(&client, &grant) {
         let (value, record) = new_refresh_token(ctx.state, &user.user_id, &client.client_id, &grant, None, None, auth_time);

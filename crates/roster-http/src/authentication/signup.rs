@@ -179,7 +179,7 @@ pub async fn register(
 ) -> Result<Value, SignupError> {
     let limits = state.cfg.metadata_limits;
     let client = match body.client_id.as_deref().map(ClientId::parse) {
-        Some(Ok(id)) => tenant.store.client(&id).await?,
+        Some(Ok(id)) => tenant.client(&id).await?,
         _ => None,
     }
     .ok_or_else(|| SignupError::bad("invalid_request", "Unknown client"))?;

@@ -172,7 +172,7 @@ impl GrantCtx<'_> {
             return Err(OAuthError::invalid_request("Missing required parameter: client_id"));
         };
         let client = match ClientId::parse(raw_id) {
-            Ok(id) => self.tenant.store.client(&id).await?,
+            Ok(id) => self.tenant.client(&id).await?,
             Err(_) => None,
         };
         let Some(client) = client else {
@@ -216,7 +216,7 @@ async fn client_credentials(
         return Err(OAuthError::access_denied_unauthorized());
     };
     let client = match ClientId::parse(raw_id) {
-        Ok(id) => tenant.store.client(&id).await?,
+        Ok(id) => tenant.client(&id).await?,
         Err(_) => None,
     };
     // The same answer for an unknown client and a wrong secret.

@@ -589,7 +589,10 @@ pub async fn update_client(
     body.apply(&mut client)?;
     let mut ev = api_event(&auth, LogType::Sapi, "Update a Client");
     ev.details = json!({"client_id": client.client_id, "fields": fields});
-    if !store.update_client(&client, &ev).await? {
+    let updated = store.update_client(&client, &ev).await;
+    // Forgotten after the write, so the next request on this node reads the changed client.
+    auth.tenant.forget_client(&client.client_id);
+    if !updated? {
         return Err(not_found_client());
     }
     Ok(Json(client_json(&client, None)).into_response())
@@ -620,6 +623,7 @@ pub async fn delete_client(
     let mut ev = api_event(&auth, LogType::Sapi, "Delete a Client");
     ev.details = json!({"client_id": client.client_id, "client_name": client.name});
     store.delete_client(&id, &ev).await?;
+    auth.tenant.forget_client(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -638,7 +642,10 @@ pub async fn rotate_secret(auth: Authorized<RotateClientSecrets>, Path(path): Pa
     client.secret_hash = hash_secret(&secret);
     let mut ev = api_event(&auth, LogType::Sapi, "Rotate a Client Secret");
     ev.details = json!({"client_id": client.client_id});
-    if !store.update_client(&client, &ev).await? {
+    let updated = store.update_client(&client, &ev).await;
+    // Forgotten after the write, so the next request on this node reads the changed client.
+    auth.tenant.forget_client(&client.client_id);
+    if !updated? {
         return Err(not_found_client());
     }
     Ok(Json(client_json(&client, Some(&secret))).into_response())

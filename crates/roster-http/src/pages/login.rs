@@ -133,7 +133,7 @@ async fn validate(t: &TenantCtx, req: AuthorizeRequest) -> Result<Valid, Refusal
     let client = match req.client_id.as_deref() {
         Some(PORTAL_CLIENT_ID) => Some(portal_client(t)),
         Some(c) => match roster_domain::ClientId::parse(c) {
-            Ok(id) => t.store.client(&id).await.ok().flatten(),
+            Ok(id) => t.client(&id).await.ok().flatten(),
             Err(_) => None,
         },
         None => None,
@@ -475,8 +475,8 @@ pub async fn login_submit(
         Ok(v) => v,
         Err(e) => return login_form(&form_page(&t, &csrf, &req_q, &username, &e.description), e.status),
     };
-    let (user, hash) = match verdict {
-        Verdict::Ok { user, hash } => (user, hash),
+    let (user, hash, success) = match verdict {
+        Verdict::Ok { user, hash, success } => (user, hash, success),
         other => {
             let e = refuse(&ctx, &other, &connection, &username, Some(&v.client)).await;
             let message = match other {
@@ -492,7 +492,7 @@ pub async fn login_submit(
             return login_form(&form_page(&t, &csrf, &req_q, &username, message), e.status);
         }
     };
-    let user = match record_login(&ctx, &user, &hash, &password, &v.client, &connection, "Successful login").await {
+    let user = match record_login(&ctx, &user, &hash, &password, &v.client, &connection, "Successful login", success).await {
         Ok(u) => u,
         Err(e) => return login_form(&form_page(&t, &csrf, &req_q, &username, &e.description), e.status),
     };
