@@ -200,8 +200,11 @@ impl Batcher {
         let conn = rusqlite::Connection::open(path).map_err(rusqlite_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(rusqlite_err)?;
         let sync = if full_sync { "FULL" } else { "NORMAL" };
-        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
-            .map_err(rusqlite_err)?;
+        // Savepoints (one per write of a batch) journal to memory, as the sqlx connections do.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
+        ))
+        .map_err(rusqlite_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
         std::thread::Builder::new()
