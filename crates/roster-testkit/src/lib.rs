@@ -313,6 +313,44 @@ pub fn enc(id: &str) -> String {
     id.replace('%', "%25").replace('|', "%7C").replace('/', "%2F").replace(' ', "%20")
 }
 
+/// An HTTP client that does not follow redirects (to look at a 302's `Location` itself).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// The value of the hidden form field `name` in a hosted page, unescaped.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).map(|i| i + marker.len()).expect("hidden field");
+    let end = html[start..].find('"').expect("end") + start;
+    html[start..end]
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+/// Decode quoted-printable soft breaks and `=XX` escapes (enough to read links out of a mail).
+pub fn unqp(s: &str) -> String {
+    let s = s.replace("=\r\n", "").replace("=\n", "");
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'='
+            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Run one async test body on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_backends {

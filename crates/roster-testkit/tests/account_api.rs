@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use roster_domain::{TenantName, UserId};
 use roster_store::{LogRecord, TenantStore};
-use roster_testkit::{Backend, TestApp, enc, on_both_backends};
+use roster_testkit::{Backend, TestApp, enc, hidden, no_redirects, on_both_backends, unqp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -36,10 +36,6 @@ const CALLBACK: &str = "https://app.example/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ0MF3ASa0SLVuTahdTKlMeXrZPxo8-and-some-more-entropy";
 
 // ---- helpers ----
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
 
 fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder().local_address(ip.parse::<IpAddr>().expect("ip")).build().expect("client")
@@ -162,26 +158,6 @@ async fn delivered(app: &TestApp, id: &str) -> String {
     panic!("mail {name} was never delivered");
 }
 
-/// Decode quoted-printable soft breaks and `=XX` escapes (enough to read links out of a mail).
-fn unqp(s: &str) -> String {
-    let s = s.replace("=\r\n", "").replace("=\n", "");
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'='
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
     k.sort();
@@ -210,18 +186,6 @@ fn authorize_url(app: &TestApp) -> String {
         app.creds.default_app.client_id,
         url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
     )
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).map(|i| i + marker.len()).expect("hidden field");
-    let end = html[start..].find('"').expect("end") + start;
-    html[start..end]
-        .replace("&amp;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
 }
 
 fn cookie_pair(r: &reqwest::Response, prefix: &str) -> Option<String> {

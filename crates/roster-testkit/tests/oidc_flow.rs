@@ -4,29 +4,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use roster_testkit::TestApp;
+use roster_testkit::{TestApp, hidden, no_redirects};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const CALLBACK: &str = "https://app.example/callback";
 const BYE: &str = "https://app.example/bye";
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ0MF3ASa0SLVuTahdTKlMeXrZPxo8-and-some-more-entropy";
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).map(|i| i + marker.len()).expect("hidden field");
-    let end = html[start..].find('"').expect("end") + start;
-    html[start..end]
-        .replace("&amp;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-}
 
 fn set_cookie(r: &reqwest::Response, prefix: &str) -> Option<String> {
     r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|v| v.starts_with(prefix)).map(str::to_owned)

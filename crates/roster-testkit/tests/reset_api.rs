@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use roster_testkit::{TestApp, enc, on_both_backends};
+use roster_testkit::{TestApp, enc, no_redirects, on_both_backends, unqp};
 use serde_json::{Value, json};
 
 on_both_backends! {
@@ -18,10 +18,6 @@ on_both_backends! {
 
 const DB: &str = "Username-Password-Authentication";
 const GOOD: &str = "correct horse battery";
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
 
 async fn mgmt(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = app.http.request(method, app.api(path)).bearer_auth(token);
@@ -63,26 +59,6 @@ async fn login(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
         .expect("token");
     let s = resp.status().as_u16();
     (s, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Decode quoted-printable soft breaks and `=XX` escapes (enough to read links out of a mail).
-fn unqp(s: &str) -> String {
-    let s = s.replace("=\r\n", "").replace("=\n", "");
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'='
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The one-time links (`…/u/{page}?ticket=…`) in every mail file whose name ends with a row id of

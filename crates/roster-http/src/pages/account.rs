@@ -10,9 +10,10 @@
 //! Every value shown is escaped; colours are validated hex; images only from `https:`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use roster_domain::Timestamp;
@@ -36,9 +37,9 @@ const PORTAL_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src
                           form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What a portal request knows once the browser's session is checked.
-struct Ctx<'a> {
-    state: &'a AppState,
-    t: &'a TenantCtx,
+pub struct Ctx {
+    state: AppState,
+    t: Arc<TenantCtx>,
     settings: Settings,
     session: Session,
     user: User,
@@ -48,11 +49,11 @@ struct Ctx<'a> {
     user_agent: Option<String>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn actor(&self) -> Actor<'_> {
         Actor {
-            state: self.state,
-            t: self.t,
+            state: &self.state,
+            t: &self.t,
             ip: self.ip.clone(),
             user_agent: self.user_agent.clone(),
             session: Some(self.session.id_hash.clone()),
@@ -66,16 +67,26 @@ impl Ctx<'_> {
 }
 
 /// The session's user and the tenant's settings, or the response to send instead (login, disabled).
-async fn enter<'a>(state: &'a AppState, t: &'a TenantCtx, headers: &HeaderMap, ip: &ClientIp) -> Result<Ctx<'a>, Response> {
-    let Ok(settings) = account::settings(t).await else { return Err(unavailable(t)) };
+async fn enter(state: &AppState, t: Arc<TenantCtx>, headers: &HeaderMap, ip: &ClientIp) -> Result<Ctx, Response> {
+    let Ok(settings) = account::settings(&t).await else { return Err(unavailable(&t)) };
     if !settings.account.enabled {
-        return Err(error_page(t, StatusCode::NOT_FOUND, "There is no account portal here."));
+        return Err(error_page(&t, StatusCode::NOT_FOUND, "There is no account portal here."));
     }
-    let Some((session, user)) = session_user(state, t, headers).await else {
-        return Err(redirect(&portal_login_url(t)));
+    let Some((session, user)) = session_user(state, &t, headers).await else {
+        return Err(redirect(&portal_login_url(&t)));
     };
     let (csrf, set_csrf) = csrf_token(state, headers);
-    Ok(Ctx { state, t, settings, session, user, csrf, set_csrf, ip: ip.to_string_opt(), user_agent: user_agent(headers) })
+    Ok(Ctx {
+        state: state.clone(),
+        t,
+        settings,
+        session,
+        user,
+        csrf,
+        set_csrf,
+        ip: ip.to_string_opt(),
+        user_agent: user_agent(headers),
+    })
 }
 
 fn unavailable(t: &TenantCtx) -> Response {
@@ -158,7 +169,7 @@ fn portal_style(s: &Settings) -> String {
 }
 
 /// The portal page around `body` (already-escaped HTML).
-fn portal_page(c: &Ctx<'_>, status: StatusCode, title: &str, body: &str) -> Response {
+fn portal_page(c: &Ctx, status: StatusCode, title: &str, body: &str) -> Response {
     let s = &c.settings;
     let logo = s.branding.logo_url.as_deref().map(|u| format!("<img src=\"{}\" alt=\"\">", esc(u))).unwrap_or_default();
     let html = format!(
@@ -179,7 +190,7 @@ fn portal_page(c: &Ctx<'_>, status: StatusCode, title: &str, body: &str) -> Resp
     with_cookie(r, c.set_csrf.clone())
 }
 
-fn hidden_csrf(c: &Ctx<'_>) -> String {
+fn hidden_csrf(c: &Ctx) -> String {
     format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&c.csrf))
 }
 
@@ -221,7 +232,7 @@ fn root_value<'u>(u: &'u User, field: &str) -> Option<&'u str> {
     }
 }
 
-fn profile_section(c: &Ctx<'_>, notes: &Notes, form: Option<&HashMap<String, String>>) -> String {
+fn profile_section(c: &Ctx, notes: &Notes, form: Option<&HashMap<String, String>>) -> String {
     let u = &c.user;
     let synced = account::profile_synced(u);
     let mut fields = String::new();
@@ -328,7 +339,7 @@ fn property_input(p: &Property, current: Option<&Value>, submitted: Option<&str>
     }
 }
 
-fn preferences_section(c: &Ctx<'_>, notes: &Notes, form: Option<&HashMap<String, String>>) -> String {
+fn preferences_section(c: &Ctx, notes: &Notes, form: Option<&HashMap<String, String>>) -> String {
     let schema = &c.settings.account.profile_schema;
     let mut html = format!(
         "<section id=\"preferences\" aria-labelledby=\"h-preferences\"><h2 id=\"h-preferences\">Preferences</h2>{}",
@@ -378,7 +389,7 @@ fn preferences_section(c: &Ctx<'_>, notes: &Notes, form: Option<&HashMap<String,
     html
 }
 
-fn email_section(c: &Ctx<'_>, notes: &Notes, pending: Option<&str>) -> String {
+fn email_section(c: &Ctx, notes: &Notes, pending: Option<&str>) -> String {
     let u = &c.user;
     let current = u.email.as_ref().map(|e| e.as_str()).unwrap_or("(none)");
     let badge =
@@ -413,7 +424,7 @@ fn email_section(c: &Ctx<'_>, notes: &Notes, pending: Option<&str>) -> String {
     )
 }
 
-fn password_section(c: &Ctx<'_>, notes: &Notes, rules: &[String]) -> String {
+fn password_section(c: &Ctx, notes: &Notes, rules: &[String]) -> String {
     let rules_html = if rules.is_empty() {
         String::new()
     } else {
@@ -459,7 +470,7 @@ fn describe_agent(ua: Option<&str>) -> String {
     format!("{browser} on {os}")
 }
 
-fn sessions_section(c: &Ctx<'_>, notes: &Notes, sessions: &[Session]) -> String {
+fn sessions_section(c: &Ctx, notes: &Notes, sessions: &[Session]) -> String {
     let mut rows = String::new();
     for s in sessions {
         let current = s.id_hash == c.session.id_hash;
@@ -501,7 +512,7 @@ fn sessions_section(c: &Ctx<'_>, notes: &Notes, sessions: &[Session]) -> String 
     )
 }
 
-fn data_section(c: &Ctx<'_>, notes: &Notes) -> String {
+fn data_section(c: &Ctx, notes: &Notes) -> String {
     let password = if c.recently_authenticated() {
         String::new()
     } else {
@@ -529,12 +540,7 @@ fn data_section(c: &Ctx<'_>, notes: &Notes) -> String {
 }
 
 /// The whole portal page, with `notes` in their sections and, after a refused form, what was typed.
-async fn render(
-    c: &Ctx<'_>,
-    status: StatusCode,
-    notes: &Notes,
-    form: Option<(FormSection, &HashMap<String, String>)>,
-) -> Response {
+async fn render(c: &Ctx, status: StatusCode, notes: &Notes, form: Option<(FormSection, &HashMap<String, String>)>) -> Response {
     if let Some(terms) = account::terms_pending(&c.settings.account, &c.user) {
         let body = format!(
             "{note}<section><p>Our terms have changed. Please read the <a href=\"{url}\" rel=\"noopener noreferrer\" target=\"_blank\">terms \
@@ -550,11 +556,11 @@ async fn render(
         return portal_page(c, status, "Accept the terms", &body);
     }
     let (Ok(pending), Ok(sessions), Ok(connection)) = (
-        account::pending_email(c.t, &c.user).await,
+        account::pending_email(&c.t, &c.user).await,
         c.t.store.user_sessions(&c.user.user_id, Timestamp::now()).await,
-        account::connection_of(c.t, &c.user).await,
+        account::connection_of(&c.t, &c.user).await,
     ) else {
-        return unavailable(c.t);
+        return unavailable(&c.t);
     };
     let rules = crate::passwords::rules_text(&connection);
     let profile_form = form.filter(|(s, _)| *s == FormSection::Profile).map(|(_, m)| m);
@@ -599,7 +605,7 @@ pub async fn portal(
     headers: HeaderMap,
     Query(q): Query<PortalQuery>,
 ) -> Response {
-    let c = match enter(&state, &t, &headers, &ip).await {
+    let c = match enter(&state, t, &headers, &ip).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -621,23 +627,33 @@ pub async fn callback(AuthTenant(t): AuthTenant, Query(q): Query<CallbackQuery>)
     redirect(&format!("{}account", t.issuer))
 }
 
-/// The checks every portal form post starts with: the session, then the CSRF token.
-async fn accept<'a>(
-    state: &'a AppState,
-    t: &'a TenantCtx,
-    headers: &HeaderMap,
-    ip: &ClientIp,
-    form: &HashMap<String, String>,
-) -> Result<Ctx<'a>, Response> {
-    if !csrf_ok(state, headers, form.get("csrf").map(String::as_str).unwrap_or("")) {
-        return Err(forbidden_form(t));
+/// A portal form post that passed the checks every one starts with: the CSRF token, then a live
+/// session, and accepted terms (unless the form is the one that accepts them).
+pub struct PortalPost {
+    c: Ctx,
+    form: HashMap<String, String>,
+}
+
+impl FromRequest<AppState> for PortalPost {
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let AuthTenant(t) = AuthTenant::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
+        let Ok(ip) = ClientIp::from_request_parts(&mut parts, state).await;
+        let headers = parts.headers.clone();
+        let Form(form) = Form::<HashMap<String, String>>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !csrf_ok(state, &headers, form.get("csrf").map(String::as_str).unwrap_or("")) {
+            return Err(forbidden_form(&t));
+        }
+        let c = enter(state, t, &headers, &ip).await?;
+        if account::terms_pending(&c.settings.account, &c.user).is_some() && !form.contains_key("version") {
+            // Nothing else happens before the terms are accepted.
+            return Err(redirect(&format!("{}account", c.t.issuer)));
+        }
+        Ok(Self { c, form })
     }
-    let c = enter(state, t, headers, ip).await?;
-    if account::terms_pending(&c.settings.account, &c.user).is_some() && !form.contains_key("version") {
-        // Nothing else happens before the terms are accepted.
-        return Err(redirect(&format!("{}account", t.issuer)));
-    }
-    Ok(c)
 }
 
 fn back(t: &TenantCtx, done: &str, anchor: &str) -> Response {
@@ -647,18 +663,7 @@ fn back(t: &TenantCtx, done: &str, anchor: &str) -> Response {
 }
 
 /// `POST /t/{tenant}/account/profile` and `/account/preferences`
-async fn save(
-    state: &AppState,
-    t: &TenantCtx,
-    headers: &HeaderMap,
-    ip: &ClientIp,
-    form: HashMap<String, String>,
-    section: FormSection,
-) -> Response {
-    let c = match accept(state, t, headers, ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn save(PortalPost { c, form }: PortalPost, section: FormSection) -> Response {
     let (name, anchor) = match section {
         FormSection::Profile => ("profile", "profile"),
         FormSection::Preferences => ("preferences", "preferences"),
@@ -668,7 +673,7 @@ async fn save(
         Err(e) => return render(&c, StatusCode::BAD_REQUEST, &Notes::error(name, &e), Some((section, &form))).await,
     };
     match account::update_profile(&c.actor(), &c.user, change).await {
-        Ok(_) => back(t, name, anchor),
+        Ok(_) => back(&c.t, name, anchor),
         Err(e) => render(&c, status_of(&e), &Notes::error(name, &e), Some((section, &form))).await,
     }
 }
@@ -685,38 +690,16 @@ fn status_of(e: &AccountError) -> StatusCode {
     }
 }
 
-pub async fn save_profile(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    save(&state, &t, &headers, &ip, form, FormSection::Profile).await
+pub async fn save_profile(post: PortalPost) -> Response {
+    save(post, FormSection::Profile).await
 }
 
-pub async fn save_preferences(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    save(&state, &t, &headers, &ip, form, FormSection::Preferences).await
+pub async fn save_preferences(post: PortalPost) -> Response {
+    save(post, FormSection::Preferences).await
 }
 
 /// `POST /t/{tenant}/account/password`
-pub async fn change_password(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn change_password(PortalPost { c, form }: PortalPost) -> Response {
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
     let (current, new, confirm) = (get("current_password"), get("new_password"), get("confirm"));
     let result = if new.is_empty() {
@@ -727,7 +710,7 @@ pub async fn change_password(
         account::change_password(&c.actor(), &c.user, &current, new).await
     };
     match result {
-        Ok(()) => back(&t, "password", "password"),
+        Ok(()) => back(&c.t, "password", "password"),
         Err(e) => {
             let e = match e {
                 AccountError::WrongPassword => AccountError::invalid("current_password", "The current password is wrong."),
@@ -740,7 +723,7 @@ pub async fn change_password(
 
 /// Re-authentication for a sensitive form: a recent enough login, or the password typed again (which
 /// then counts as a fresh login for this session).
-async fn reauthenticate(c: &Ctx<'_>, password: Option<&str>, field: &str) -> Result<(), AccountError> {
+async fn reauthenticate(c: &Ctx, password: Option<&str>, field: &str) -> Result<(), AccountError> {
     if c.recently_authenticated() {
         return Ok(());
     }
@@ -757,40 +740,20 @@ async fn reauthenticate(c: &Ctx<'_>, password: Option<&str>, field: &str) -> Res
 }
 
 /// `POST /t/{tenant}/account/email`
-pub async fn change_email(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn change_email(PortalPost { c, form }: PortalPost) -> Response {
     let result = async {
         reauthenticate(&c, form.get("password").map(String::as_str), "password").await?;
         account::request_email_change(&c.actor(), &c.user, form.get("email").map(String::as_str).unwrap_or("")).await
     }
     .await;
     match result {
-        Ok(_) => back(&t, "email", "email"),
+        Ok(_) => back(&c.t, "email", "email"),
         Err(e) => render(&c, status_of(&e), &Notes::error("email", &e), None).await,
     }
 }
 
 /// `POST /t/{tenant}/account/sessions/revoke`
-pub async fn revoke_session(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn revoke_session(PortalPost { c, form }: PortalPost) -> Response {
     let id = form.get("id").cloned().unwrap_or_default();
     if id == c.session.id_hash {
         return render(
@@ -802,61 +765,31 @@ pub async fn revoke_session(
         .await;
     }
     match account::revoke_session(&c.actor(), &c.user, &id).await {
-        Ok(_) => back(&t, "session", "sessions"),
+        Ok(_) => back(&c.t, "session", "sessions"),
         Err(e) => render(&c, status_of(&e), &Notes::error("sessions", &e), None).await,
     }
 }
 
 /// `POST /t/{tenant}/account/sessions/revoke-others`
-pub async fn revoke_other_sessions(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn revoke_other_sessions(PortalPost { c, .. }: PortalPost) -> Response {
     match account::revoke_other_sessions(&c.actor(), &c.user).await {
-        Ok(()) => back(&t, "sessions", "sessions"),
+        Ok(()) => back(&c.t, "sessions", "sessions"),
         Err(e) => render(&c, status_of(&e), &Notes::error("sessions", &e), None).await,
     }
 }
 
 /// `POST /t/{tenant}/account/terms`
-pub async fn accept_terms(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn accept_terms(PortalPost { c, form }: PortalPost) -> Response {
     let version = form.get("version").cloned().unwrap_or_default();
     match account::accept_terms(&c.actor(), &c.user, &c.settings.account, &version).await {
-        Ok(_) => back(&t, "terms", "profile"),
-        Err(AccountError::Invalid(_)) => redirect(&format!("{}account", t.issuer)),
+        Ok(_) => back(&c.t, "terms", "profile"),
+        Err(AccountError::Invalid(_)) => redirect(&format!("{}account", c.t.issuer)),
         Err(e) => render(&c, status_of(&e), &Notes::error("terms", &e), None).await,
     }
 }
 
 /// `POST /t/{tenant}/account/export`: the user's data as a JSON download.
-pub async fn export(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn export(PortalPost { c, .. }: PortalPost) -> Response {
     match account::export(&c.actor(), &c.user).await {
         Ok(data) => {
             let mut r = crate::me::attachment(&data);
@@ -868,17 +801,7 @@ pub async fn export(
 }
 
 /// `POST /t/{tenant}/account/delete`
-pub async fn delete(
-    State(state): State<AppState>,
-    AuthTenant(t): AuthTenant,
-    ip: ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let c = match accept(&state, &t, &headers, &ip, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub async fn delete(PortalPost { c, form }: PortalPost) -> Response {
     if form.get("confirm").map(String::as_str) != Some("yes") {
         let e = AccountError::invalid("confirm_delete", "Tick the box to confirm.");
         return render(&c, StatusCode::BAD_REQUEST, &Notes::error("delete", &e), None).await;
@@ -888,11 +811,11 @@ pub async fn delete(
     }
     match account::delete_account(&c.actor(), &c.user).await {
         Ok(()) => {
-            let clear = CookieSpec::new(&state.cfg.public_url).clear(&session_cookie_name(&state, &t));
+            let clear = CookieSpec::new(&c.state.cfg.public_url).clear(&session_cookie_name(&c.state, &c.t));
             let r = page(
                 StatusCode::OK,
                 "Account deleted",
-                t.name.as_str(),
+                c.t.name.as_str(),
                 "<div class=\"info\" role=\"status\">Your account and your data are deleted. We sent a confirmation to your address.</div>",
             );
             with_cookie(r, Some(clear))
