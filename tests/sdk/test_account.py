@@ -678,3 +678,24 @@ def test_mails_carry_the_tenants_name_and_support_address(srv, sink):
         assert "Acme Shop" in notice.html
     finally:
         settings(srv, friendly_name=None, support_email=None)
+
+
+def test_email_change_requests_are_limited_per_user(spawner, sink):
+    """Each request mails an address the user chose: at most `reset_requests_per_hour` (5) an hour."""
+    server = spawner.server(settings=mail_settings(sink))
+    uid, email = new_user(server, "flood")
+    b = Browser(server, email, PASSWORD)
+    answers = [b.post("email", {"email": unique_email(f"victim{i}")}).status_code for i in range(6)]
+    assert answers == [303] * 5 + [429], answers
+    # The API shares the limit: the user's token is refused too.
+    app = server.tenants["default"]["default_app"]
+    r = requests.post(
+        f"{server.tenant_url()}/oauth/token",
+        data={"grant_type": "password", "client_id": app["client_id"], "client_secret": app["client_secret"], "username": email,
+              "password": PASSWORD, "audience": f"{server.tenant_url()}/api/v2/", "scope": "openid update:current_user_metadata"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    me = requests.post(f"{server.tenant_url()}/me/email", json={"email": unique_email("victim7"), "password": PASSWORD},
+                       headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30)
+    assert me.status_code == 429 and me.json()["errorCode"] == "too_many_requests" and me.headers.get("retry-after"), me.text

@@ -73,6 +73,8 @@ pub enum AccountError {
     Forbidden(String),
     /// The account no longer exists (deleted meanwhile).
     Gone,
+    /// Too many requests of this kind from this user (seconds to wait).
+    Throttled(u64),
     Unavailable,
 }
 
@@ -90,6 +92,7 @@ impl AccountError {
             Self::TooManyAttempts => "Too many failed attempts. Try again later or reset your password.".into(),
             Self::Forbidden(m) => m.clone(),
             Self::Gone => "This account no longer exists.".into(),
+            Self::Throttled(_) => "Too many requests. Try again later.".into(),
             Self::Unavailable => "The service is temporarily unavailable, try again.".into(),
         }
     }
@@ -381,6 +384,12 @@ pub async fn request_email_change(a: &Actor<'_>, user: &User, new_email: &str) -
     let new = Email::parse(new_email.trim()).map_err(|_| AccountError::invalid("email", "Enter a valid email address."))?;
     if user.email.as_ref().is_some_and(|e| e.as_str().eq_ignore_ascii_case(new.as_str())) {
         return Err(AccountError::invalid("email", "This is already your email address."));
+    }
+    // Each request mails an address the user chose: at most `reset_requests_per_hour` an hour per
+    // user (and node), so an account cannot be used to flood someone's inbox.
+    let decision = a.state.reset_limiter.check(&format!("{}|email-change|{}", a.t.id.as_str(), user.user_id.as_str()));
+    if !decision.allowed {
+        return Err(AccountError::Throttled(decision.retry_after));
     }
     let connection = connection_of(a.t, user).await?;
     let now = Timestamp::now();

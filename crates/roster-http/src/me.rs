@@ -69,6 +69,9 @@ impl From<AccountError> for ApiError {
             }
             AccountError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m, Some("operation_not_allowed")),
             AccountError::Gone => ApiError::unauthorized("The user of this token no longer exists"),
+            AccountError::Throttled(retry) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.message(), Some("too_many_requests")).with_retry_after(retry)
+            }
             AccountError::Unavailable => ApiError::unavailable(),
         }
     }

@@ -683,7 +683,7 @@ fn status_of(e: &AccountError) -> StatusCode {
         AccountError::Invalid(_) | AccountError::WrongPassword | AccountError::ReauthenticationRequired => {
             StatusCode::BAD_REQUEST
         }
-        AccountError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+        AccountError::TooManyAttempts | AccountError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         AccountError::Forbidden(_) => StatusCode::FORBIDDEN,
         AccountError::Gone => StatusCode::GONE,
         AccountError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
