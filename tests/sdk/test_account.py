@@ -192,8 +192,8 @@ class Browser:
 
     def post(self, path: str, data: dict, origin: str | None = None, csrf: bool = True, headers: dict | None = None) -> requests.Response:
         body = dict(data)
-        if csrf:
-            body.setdefault("csrf", self.csrf())
+        if csrf and "csrf" not in body:
+            body["csrf"] = self.csrf()
         headers = {"Origin": origin or self.server.url, **(headers or {})}
         return self.s.post(f"{portal_url(self.server)}/{path}", data=body, headers=headers, allow_redirects=False, timeout=60)
 
@@ -699,3 +699,31 @@ def test_email_change_requests_are_limited_per_user(spawner, sink):
     me = requests.post(f"{server.tenant_url()}/me/email", json={"email": unique_email("victim7"), "password": PASSWORD},
                        headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30)
     assert me.status_code == 429 and me.json()["errorCode"] == "too_many_requests" and me.headers.get("retry-after"), me.text
+
+
+def test_a_disabled_portal_and_silent_logins_with_new_terms(srv, app):
+    """`account_portal.enabled: false` closes the portal (404) and the API (403); new terms make a
+    silent login (`prompt=none`) answer `interaction_required` rather than a code."""
+    uid, email = new_user(srv, "silent")
+    b = Browser(srv, email, PASSWORD)
+    token = b.csrf()
+    settings(srv, account_portal={"enabled": False})
+    try:
+        r = b.portal()
+        assert r.status_code == 404 and "There is no account portal here." in r.text
+        assert b.post("profile", {"name": "x", "csrf": token}).status_code == 404
+        assert get_user(srv, uid)["name"] == email
+    finally:
+        settings(srv, account_portal={"enabled": None})
+    assert b.portal().status_code == 200
+    settings(srv, account_portal={"terms": {"version": "silent-1", "url": "https://example.com/terms"}})
+    try:
+        q = f"response_type=code&client_id={app.client_id}&redirect_uri={app.callback}&scope=openid&state=s2&prompt=none"
+        r = b.s.get(f"{app.issuer}authorize?{q}", allow_redirects=False, timeout=30)
+        assert r.status_code == 302, r.text[:300]
+        loc = r.headers["location"]
+        assert loc.startswith(app.callback) and "error=interaction_required" in loc and "state=s2" in loc and "code=" not in loc, loc
+    finally:
+        settings(srv, account_portal={"terms": None})
+    r = b.s.get(f"{app.issuer}authorize?" + q, allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and "code=" in r.headers["location"], r.headers.get("location")
