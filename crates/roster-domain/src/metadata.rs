@@ -105,26 +105,41 @@ impl Metadata {
 
     /// Apply a patch with Auth0's rules and check the size of the result.
     pub fn merged(&self, patch: &MetadataPatch, kind: MetadataKind, limits: MetadataLimits) -> Result<Self, ValidationError> {
-        let merged = if patch.0.is_empty() {
-            Map::new()
-        } else {
-            let mut out = self.0.clone();
-            for (k, v) in &patch.0 {
-                if v.is_null() {
-                    out.remove(k);
-                } else {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-            out
-        };
-        let md = Self(merged);
-        md.check_size(kind, limits)?;
+        let mut md = if patch.0.is_empty() { Self::empty() } else { self.clone() };
+        md.merge(patch, kind, limits)?;
         Ok(md)
     }
 
+    /// [`Metadata::merged`] in place (no copy of the current object). On an error the object may be
+    /// half-patched: callers discard it (a store mutation that fails changes nothing).
+    pub fn merge(&mut self, patch: &MetadataPatch, kind: MetadataKind, limits: MetadataLimits) -> Result<(), ValidationError> {
+        if patch.0.is_empty() {
+            self.0.clear();
+        }
+        for (k, v) in &patch.0 {
+            if v.is_null() {
+                self.0.remove(k);
+            } else {
+                self.0.insert(k.clone(), v.clone());
+            }
+        }
+        self.check_size(kind, limits)
+    }
+
     fn check_size(&self, kind: MetadataKind, limits: MetadataLimits) -> Result<(), ValidationError> {
-        let size = serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX);
+        // Counted as it would be written, without building the text.
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0 += b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut n = Count(0);
+        let size = serde_json::to_writer(&mut n, &self.0).map(|()| n.0).unwrap_or(usize::MAX);
         if size > limits.max_bytes {
             return Err(ValidationError::new(format!(
                 "Payload validation error: '{}' is too large ({size} bytes; the limit is {} bytes)",

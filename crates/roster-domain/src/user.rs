@@ -209,10 +209,10 @@ impl User {
             self.blocked = v;
         }
         if let Some(p) = &patch.user_metadata {
-            self.user_metadata = self.user_metadata.merged(p, MetadataKind::User, limits)?;
+            self.user_metadata.merge(p, MetadataKind::User, limits)?;
         }
         if let Some(p) = &patch.app_metadata {
-            self.app_metadata = self.app_metadata.merged(p, MetadataKind::App, limits)?;
+            self.app_metadata.merge(p, MetadataKind::App, limits)?;
         }
         if patch.password.is_some() {
             self.last_password_reset = Some(now);

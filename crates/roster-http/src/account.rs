@@ -329,7 +329,7 @@ pub async fn update_profile(a: &Actor<'_>, user: &User, change: ProfileChange) -
             }
         }
         if let Some(m) = &meta {
-            u.user_metadata = u.user_metadata.merged(m, MetadataKind::User, limits)?;
+            u.user_metadata.merge(m, MetadataKind::User, limits)?;
         }
         u.updated_at = now.max(Timestamp::from_millis(u.updated_at.millis() + 1));
         Ok(())
