@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import sqlite3
+import time
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -727,3 +728,29 @@ def test_a_disabled_portal_and_silent_logins_with_new_terms(srv, app):
         settings(srv, account_portal={"terms": None})
     r = b.s.get(f"{app.issuer}authorize?" + q, allow_redirects=False, timeout=30)
     assert r.status_code == 302 and "code=" in r.headers["location"], r.headers.get("location")
+
+
+def test_hosted_pages_wear_the_tenants_look(srv):
+    """The tenant's friendly name, colours and logo (tenant settings and /branding) reach the hosted
+    pages; a logo is the only thing loaded from elsewhere, and only then may images come from https."""
+    login_page = lambda: requests.get(requests.get(portal_url(srv), allow_redirects=False, timeout=30).headers["location"], timeout=30)  # noqa: E731
+    plain = requests.get(f"{srv.tenant_url()}/u/reset-password", timeout=30)
+    assert "img-src 'self' data:;" in plain.headers["content-security-policy"]
+    settings(srv, friendly_name="Acme Shop <b>")
+    r = srv.api().patch("/branding", json={"colors": {"primary": "#a1b2c3", "page_background": "#010203"}, "logo_url": "https://cdn.acme.example/logo.png"})
+    assert r.status_code == 200, r.text
+    try:
+        for attempt in range(30):  # a node rereads the look at most once a second
+            page = requests.get(f"{srv.tenant_url()}/u/reset-password", timeout=30)
+            if "Acme Shop" in page.text:
+                break
+            time.sleep(0.1)
+        assert '<p class="tenant">Acme Shop &lt;b&gt;</p>' in page.text, page.text[:800]
+        assert "background:#010203" in page.text and "background:#a1b2c3" in page.text
+        assert '<img class="logo" src="https://cdn.acme.example/logo.png" alt="">' in page.text
+        assert "img-src 'self' data: https:;" in page.headers["content-security-policy"]
+        assert "script-src" not in page.headers["content-security-policy"]
+        assert "Acme Shop" in login_page().text
+    finally:
+        settings(srv, friendly_name=None)
+        srv.api().patch("/branding", json={"colors": {"primary": None, "page_background": None}, "logo_url": None})

@@ -128,11 +128,14 @@ pub struct AuthTenant(pub Arc<TenantCtx>);
 impl FromRequestParts<AppState> for AuthTenant {
     type Rejection = OAuthError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OAuthError> {
-        resolve_tenant(parts, state).await.map(Self).map_err(|e| match e {
+        let t = resolve_tenant(parts, state).await.map_err(|e| match e {
             ResolveError::Unknown => OAuthError::new(StatusCode::NOT_FOUND, "not_found", "Unknown tenant"),
             ResolveError::Store(s) => s.into(),
             ResolveError::Keys => OAuthError::server_error(),
-        })
+        })?;
+        // Hosted pages are drawn in the tenant's look (read at most once a second per node).
+        t.refresh_look().await;
+        Ok(Self(t))
     }
 }
 

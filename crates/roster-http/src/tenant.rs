@@ -38,6 +38,26 @@ pub struct TenantCtx {
     pub(crate) blocked_pairs: Mutex<HashMap<String, Instant>>,
     /// Clients read in the last [`CLIENT_TTL`] (see [`TenantCtx::client`]).
     clients: Mutex<HashMap<roster_domain::ClientId, (Instant, roster_store::Client)>>,
+    /// How hosted pages look (name, colours, logo), read at most once per [`SETTINGS_TTL`].
+    look: Mutex<(Option<Instant>, Arc<Look>)>,
+}
+
+/// The tenant's look on hosted pages, from its settings (`friendly_name`, `/branding`).
+#[derive(Debug, Clone)]
+pub struct Look {
+    /// The friendly name, or the tenant's name.
+    pub name: String,
+    /// `#rgb`/`#rrggbb` (validated when stored).
+    pub primary: String,
+    pub background: String,
+    /// An https URL.
+    pub logo: Option<String>,
+}
+
+impl Look {
+    fn plain(name: &str) -> Self {
+        Self { name: name.to_owned(), primary: "#0b5cad".into(), background: "#f4f5f7".into(), logo: None }
+    }
 }
 
 /// How long a node trusts a client it read (secret, grant types, callbacks): a change made on another
@@ -85,6 +105,42 @@ impl TenantCtx {
             m.insert(id.clone(), (Instant::now(), c.clone()));
         }
         Ok(found)
+    }
+
+    /// How hosted pages look now (as last read by [`TenantCtx::refresh_look`]).
+    pub fn look(&self) -> Arc<Look> {
+        match self.look.lock() {
+            Ok(l) => l.1.clone(),
+            Err(_) => Arc::new(Look::plain(self.name.as_str())),
+        }
+    }
+
+    /// Read the look from the settings when the copy this node has is older than [`SETTINGS_TTL`]
+    /// (a failed read keeps the old copy).
+    pub async fn refresh_look(&self) {
+        let fresh = self.look.lock().ok().and_then(|l| l.0).is_some_and(|at| at.elapsed() < SETTINGS_TTL);
+        if fresh {
+            return;
+        }
+        let Ok(settings) = self.store.tenant_settings().await else { return };
+        let friendly = settings.get("friendly_name").and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
+        let branding =
+            roster_domain::account::Branding::parse(settings.get("branding").unwrap_or(&serde_json::Value::Null), friendly)
+                .unwrap_or_else(|_| roster_domain::account::Branding {
+                    friendly_name: friendly.map(str::to_owned),
+                    logo_url: None,
+                    primary: "#0b5cad".into(),
+                    page_background: "#f4f5f7".into(),
+                });
+        let look = Look {
+            name: branding.friendly_name.unwrap_or_else(|| self.name.as_str().to_owned()),
+            primary: branding.primary,
+            background: branding.page_background,
+            logo: branding.logo_url,
+        };
+        if let Ok(mut l) = self.look.lock() {
+            *l = (Some(Instant::now()), Arc::new(look));
+        }
     }
 
     /// Forget a client this node changed or deleted, so its next request reads it again.
@@ -194,6 +250,7 @@ impl TenantCache {
                     attack_settings: Mutex::new(HashMap::new()),
                     blocked_pairs: Mutex::new(HashMap::new()),
                     clients: Mutex::new(HashMap::new()),
+                    look: Mutex::new((None, Arc::new(Look::plain(tenant.name.as_str())))),
                 })
             }
         };

@@ -815,7 +815,7 @@ pub async fn delete(PortalPost { c, form }: PortalPost) -> Response {
             let r = page(
                 StatusCode::OK,
                 "Account deleted",
-                c.t.name.as_str(),
+                &c.t,
                 "<div class=\"info\" role=\"status\">Your account and your data are deleted. We sent a confirmation to your address.</div>",
             );
             with_cookie(r, Some(clear))
@@ -853,7 +853,7 @@ fn dead_email_link(t: &TenantCtx) -> Response {
     page(
         StatusCode::GONE,
         "Change your email",
-        t.name.as_str(),
+        t,
         "<div class=\"error\" role=\"alert\">This link has expired, has already been used, or was replaced by a newer one.</div>\
          <p>You can ask for a new one from your account page.</p>",
     )
@@ -883,7 +883,7 @@ pub async fn email_change_page(
         csrf = esc(&csrf),
         ticket = esc(&token),
     );
-    with_cookie(page(StatusCode::OK, "Change your email", t.name.as_str(), &body), set)
+    with_cookie(page(StatusCode::OK, "Change your email", &t, &body), set)
 }
 
 /// `POST /t/{tenant}/u/email-change`
@@ -910,7 +910,7 @@ pub async fn email_change_submit(
         Ok(Confirmed::Done(_)) => page(
             StatusCode::OK,
             "Email changed",
-            t.name.as_str(),
+            &t,
             &format!(
                 "<div class=\"info\" role=\"status\">Your email address is now <strong>{}</strong>. Use it to log in.</div>\
                  <p>For your security, you were logged out of your other devices.</p><nav><a href=\"{}account\">Go to your account</a></nav>",
@@ -922,7 +922,7 @@ pub async fn email_change_submit(
         Ok(Confirmed::Taken) => page(
             StatusCode::CONFLICT,
             "Change your email",
-            t.name.as_str(),
+            &t,
             "<div class=\"error\" role=\"alert\">This address cannot be used for your account. Your email address was not changed.</div>",
         ),
         Err(_) => unavailable(&t),
@@ -953,7 +953,7 @@ pub async fn email_cancel_page(
         csrf = esc(&csrf),
         ticket = esc(&token),
     );
-    with_cookie(page(StatusCode::OK, "This wasn't me", t.name.as_str(), &body), set)
+    with_cookie(page(StatusCode::OK, "This wasn't me", &t, &body), set)
 }
 
 /// `POST /t/{tenant}/u/email-change/cancel`: stop the change, end every session, void the password,

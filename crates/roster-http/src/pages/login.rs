@@ -214,7 +214,7 @@ async fn terms_gate(state: &AppState, t: &TenantCtx, headers: &HeaderMap, req_q:
         csrf = esc(&csrf),
         req = esc(req_q),
     );
-    Some(with_cookie(page(StatusCode::OK, "Accept the terms", t.name.as_str(), &body), set))
+    Some(with_cookie(page(StatusCode::OK, "Accept the terms", t, &body), set))
 }
 
 #[derive(Deserialize)]
@@ -362,7 +362,7 @@ fn login_form(f: &FormPage<'_>, status: StatusCode) -> Response {
         req = esc(f.req),
         email = esc(f.email),
     );
-    page(status, "Log in", f.t.name.as_str(), &body)
+    page(status, "Log in", f.t, &body)
 }
 
 fn signup_form(f: &FormPage<'_>, status: StatusCode) -> Response {
@@ -381,7 +381,7 @@ fn signup_form(f: &FormPage<'_>, status: StatusCode) -> Response {
         req = esc(f.req),
         email = esc(f.email),
     );
-    page(status, "Sign up", f.t.name.as_str(), &body)
+    page(status, "Sign up", f.t, &body)
 }
 
 /// `GET /t/{tenant}/u/login`
@@ -615,9 +615,7 @@ pub async fn logout(
     let clear = CookieSpec::new(&state.cfg.public_url).clear(&name);
     let r = match target {
         Some(to) => redirect(&to),
-        None => {
-            page(StatusCode::OK, "Logged out", t.name.as_str(), "<div class=\"info\" role=\"status\">You are logged out.</div>")
-        }
+        None => page(StatusCode::OK, "Logged out", &t, "<div class=\"info\" role=\"status\">You are logged out.</div>"),
     };
     with_cookie(r, Some(clear))
 }

@@ -34,29 +34,45 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f4f5f7;margin:0;color:#1f2328}\
-main{max-width:24rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.75rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}\
-h1{font-size:1.4rem;margin:0 0 .25rem}p.tenant{color:#57606a;margin:0 0 1.5rem}label{display:block;margin:.75rem 0 .25rem;font-weight:600}\
-input[type=email],input[type=password],input[type=text]{width:100%;box-sizing:border-box;padding:.6rem;border:1px solid #8c959f;border-radius:.4rem;font-size:1rem}\
-button{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:.4rem;background:#0b5cad;color:#fff;font-size:1rem;cursor:pointer}\
-.error{background:#ffebe9;border:1px solid #ff8182;padding:.6rem;border-radius:.4rem;margin-bottom:1rem}\
-.info{background:#ddf4ff;border:1px solid #54aeff;padding:.6rem;border-radius:.4rem;margin-bottom:1rem}\
-nav{margin-top:1.25rem;display:flex;justify-content:space-between;font-size:.95rem}a{color:#0b5cad}";
+/// The hosted pages' style; `{primary}` and `{background}` are the tenant's colours (validated
+/// `#rgb`/`#rrggbb`, the only settings put into CSS).
+fn style(primary: &str, background: &str) -> String {
+    format!(
+        "body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:{background};margin:0;color:#1f2328}}\
+main{{max-width:24rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:.75rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}}\
+h1{{font-size:1.4rem;margin:0 0 .25rem}}p.tenant{{color:#57606a;margin:0 0 1.5rem}}img.logo{{max-height:2.5rem;max-width:10rem;display:block;margin:0 0 1rem}}\
+label{{display:block;margin:.75rem 0 .25rem;font-weight:600}}\
+input[type=email],input[type=password],input[type=text]{{width:100%;box-sizing:border-box;padding:.6rem;border:1px solid #8c959f;border-radius:.4rem;font-size:1rem}}\
+button{{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:.4rem;background:{primary};color:#fff;font-size:1rem;cursor:pointer}}\
+.error{{background:#ffebe9;border:1px solid #ff8182;padding:.6rem;border-radius:.4rem;margin-bottom:1rem}}\
+.info{{background:#ddf4ff;border:1px solid #54aeff;padding:.6rem;border-radius:.4rem;margin-bottom:1rem}}\
+nav{{margin-top:1.25rem;display:flex;justify-content:space-between;font-size:.95rem}}a{{color:{primary}}}"
+    )
+}
 
-/// A complete page: `body` is already-escaped HTML.
-pub fn page(status: StatusCode, title: &str, tenant: &str, body: &str) -> Response {
+/// A complete page in the tenant's look (name, logo, colours): `body` is already-escaped HTML.
+pub fn page(status: StatusCode, title: &str, t: &TenantCtx, body: &str) -> Response {
+    let look = t.look();
+    let logo = look.logo.as_deref().map(|u| format!("<img class=\"logo\" src=\"{}\" alt=\"\">", esc(u))).unwrap_or_default();
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{} · {}</title><style>{STYLE}</style></head><body><main><h1>{}</h1><p class=\"tenant\">{}</p>{body}</main></body></html>",
-        esc(title),
-        esc(tenant),
-        esc(title),
-        esc(tenant)
+         <title>{title} · {name}</title><style>{style}</style></head><body><main>{logo}<h1>{title}</h1><p class=\"tenant\">{name}</p>{body}</main></body></html>",
+        title = esc(title),
+        name = esc(&look.name),
+        style = style(&look.primary, &look.background),
     );
     let mut r = (status, Html(html)).into_response();
     secure_headers(r.headers_mut());
+    if look.logo.is_some() {
+        // The logo lives on the tenant's own (https) site.
+        r.headers_mut().insert("content-security-policy", HeaderValue::from_static(LOGO_CSP));
+    }
     r
 }
+
+/// The hosted pages' CSP when the tenant shows a logo: images may come from https origins.
+const LOGO_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; frame-ancestors 'none'; base-uri 'none'";
 
 /// Headers every hosted page and redirect carries.
 pub fn secure_headers(h: &mut HeaderMap) {
@@ -181,7 +197,7 @@ pub(crate) fn with_cookie(mut r: Response, set: Option<HeaderValue>) -> Response
 
 /// A page that says what went wrong (no form).
 pub(crate) fn error_page(t: &TenantCtx, status: StatusCode, message: &str) -> Response {
-    page(status, "Something went wrong", t.name.as_str(), &format!("<div class=\"error\" role=\"alert\">{}</div>", esc(message)))
+    page(status, "Something went wrong", t, &format!("<div class=\"error\" role=\"alert\">{}</div>", esc(message)))
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn dead_link(t: &TenantCtx, reset: bool) -> Response {
          <p>If your address is not verified yet, sign in to the application and ask it to send a new verification email.</p>"
             .to_owned()
     };
-    page(StatusCode::GONE, if reset { "Reset your password" } else { "Verify your email" }, t.name.as_str(), &body)
+    page(StatusCode::GONE, if reset { "Reset your password" } else { "Verify your email" }, t, &body)
 }
 
 fn rules_list(items: &[String]) -> String {
@@ -107,7 +107,7 @@ fn reset_form(f: &ResetForm<'_>, status: StatusCode) -> Response {
         csrf = esc(f.csrf),
         ticket = esc(f.ticket),
     );
-    page(status, "Reset your password", f.t.name.as_str(), &body)
+    page(status, "Reset your password", f.t, &body)
 }
 
 fn request_form(
@@ -134,7 +134,7 @@ fn request_form(
         client = hidden("client_id", &q.client_id),
         connection = hidden("connection", &q.connection),
     );
-    page(status, "Reset your password", t.name.as_str(), &body)
+    page(status, "Reset your password", t, &body)
 }
 
 /// A live reset ticket, its user and the user's connection — or the page to answer instead.
@@ -264,7 +264,7 @@ pub async fn reset_submit(
                 None => page(
                     StatusCode::OK,
                     "Password changed",
-                    t.name.as_str(),
+                    &t,
                     "<div class=\"info\" role=\"status\">Your password has been changed. You can now log in with it.</div>\
                      <p>For your security, you were signed out of every other device.</p>",
                 ),
@@ -371,7 +371,7 @@ pub async fn verify_page(
         csrf = esc(&csrf),
         ticket = esc(&token),
     );
-    with_cookie(page(StatusCode::OK, "Verify your email", t.name.as_str(), &body), set)
+    with_cookie(page(StatusCode::OK, "Verify your email", &t, &body), set)
 }
 
 #[derive(Deserialize)]
@@ -448,7 +448,7 @@ pub async fn verify_submit(
             None => page(
                 StatusCode::OK,
                 "Email verified",
-                t.name.as_str(),
+                &t,
                 "<div class=\"info\" role=\"status\">Your email address is verified. You can close this page.</div>",
             ),
         },
@@ -489,7 +489,7 @@ pub async fn unblock_page(
         csrf = esc(&csrf),
         ticket = esc(&token),
     );
-    with_cookie(page(StatusCode::OK, "Unblock your account", t.name.as_str(), &body), set)
+    with_cookie(page(StatusCode::OK, "Unblock your account", &t, &body), set)
 }
 
 fn unblock_dead(t: &TenantCtx) -> Response {
@@ -499,7 +499,7 @@ fn unblock_dead(t: &TenantCtx) -> Response {
          <nav><a href=\"{}u/reset-password\">Reset my password</a></nav>",
         esc(&t.issuer)
     );
-    page(StatusCode::GONE, "Unblock your account", t.name.as_str(), &body)
+    page(StatusCode::GONE, "Unblock your account", t, &body)
 }
 
 /// `POST /t/{tenant}/u/unblock`: redeem the ticket; every brute-force block of the user is lifted.
@@ -530,7 +530,7 @@ pub async fn unblock_submit(
             page(
                 StatusCode::OK,
                 "Account unblocked",
-                t.name.as_str(),
+                &t,
                 "<div class=\"info\" role=\"status\">Your account is unblocked. You can log in again.</div>",
             )
         }
