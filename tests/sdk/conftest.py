@@ -13,6 +13,8 @@ import os
 import pytest
 
 import browserkit
+from mailsink import MailSink
+from resetkit import mail_settings
 
 from harness import _ALL_PG_DBS, _ALL_PROCS, BACKENDS, PG_ADMIN_URL, ROSTER_BIN, Api, Roster, Spawner, psql
 
@@ -74,6 +76,21 @@ def spawner(backend, tmp_path):
 def browser():
     """One headless Chromium per module (each test makes its own context: fresh cookies)."""
     yield from browserkit.launch()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    """A real SMTP server (aiosmtpd) the module's mail goes to."""
+    s = MailSink().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(module_spawner, sink) -> Roster:
+    """The module's server: mail to the sink, fast relay pacing, and a reset limit high enough for
+    tests that repeat requests (the default limit has tests of its own)."""
+    return module_spawner.server(settings=mail_settings(sink, reset_requests_per_hour=1000))
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ import requests
 
 import browserkit
 from harness import CONNECTION, CallbackServer, configure_app_urls, form_fields, psql, submit_hosted_login, unique_email, wait_until
-from mailsink import MailSink
 from resetkit import RESET_SUBJECT, change_password, login, mail_settings, mails, refresh
 
 PASSWORD = "correct horse battery staple"
@@ -54,18 +53,6 @@ POLYGLOTS = [f"{p}#{i}" if i >= len(_PAYLOADS) else p for i, p in enumerate((_PA
 
 # ---------------------------------------------------------------------------------------------
 # fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def sink():
-    s = MailSink().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def srv(module_spawner, sink):
-    return module_spawner.server(settings=mail_settings(sink, reset_requests_per_hour=1000))
 
 
 @pytest.fixture(scope="module")

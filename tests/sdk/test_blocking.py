@@ -27,7 +27,6 @@ from auth0.management.core.api_error import ApiError
 
 import browserkit
 from harness import CallbackServer, assert_mgmt_error, configure_app_urls, unique_email, wait_until
-from mailsink import MailSink
 from resetkit import LinkPage, alert_text, change_password, mail_settings, mails, reset_link, status_text
 from blockkit import (
     BF_DEFAULTS,
@@ -69,21 +68,6 @@ PAGE_TOO_MANY = "Too many failed attempts: logins to this account from your netw
 
 # ---------------------------------------------------------------------------------------------
 # fixtures and small helpers
-
-
-@pytest.fixture(scope="module")
-def sink():
-    s = MailSink().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def srv(module_spawner, sink):
-    """The module's server, with the default attack-protection settings (tests that change them start
-    their own). Each test uses addresses of its own (fresh_ip), so the per-IP throttling of one test
-    never reaches another."""
-    return module_spawner.server(settings=mail_settings(sink, reset_requests_per_hour=1000))
 
 
 @pytest.fixture(scope="module")

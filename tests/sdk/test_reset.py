@@ -92,20 +92,6 @@ WRONG = {"error": "invalid_grant", "error_description": "Wrong email or password
 
 
 @pytest.fixture(scope="module")
-def sink():
-    s = MailSink().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def srv(module_spawner, sink):
-    """The module's server: mail to the sink, and a reset limit high enough for the repeated requests of
-    the enumeration test (the default limit has its own test)."""
-    return module_spawner.server(settings=mail_settings(sink, reset_requests_per_hour=1000))
-
-
-@pytest.fixture(scope="module")
 def app(srv):
     """The application: a callback server registered as the default app's callback and logout URL, so
     that result_urls on its origin are allowed."""

@@ -37,6 +37,8 @@ pub struct Settings {
     pub branding: Branding,
     pub friendly_name: String,
     pub support_email: Option<String>,
+    /// The profile schema as the tenant wrote it (what `GET /me` shows apps).
+    pub profile_schema_json: Value,
 }
 
 /// Read and parse the tenant's settings (stored settings were validated when written; a stored
@@ -55,6 +57,12 @@ pub async fn settings(t: &TenantCtx) -> Result<Settings, StoreError> {
         branding,
         friendly_name: friendly_name.unwrap_or_else(|| t.name.as_str().to_owned()),
         support_email: raw.get("support_email").and_then(Value::as_str).map(str::to_owned),
+        profile_schema_json: raw
+            .get("account_portal")
+            .and_then(|p| p.get("profile_schema"))
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or_else(roster_domain::account::default_profile_schema),
     })
 }
 

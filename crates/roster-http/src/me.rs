@@ -29,6 +29,8 @@ use crate::tenant::TenantCtx;
 pub struct Me<R> {
     pub auth: Authorized<R>,
     pub user: User,
+    /// The tenant's account settings (the portal is enabled: else the request was refused).
+    pub settings: Settings,
 }
 
 impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Me<R> {
@@ -43,7 +45,8 @@ impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Me<R> {
             ));
         };
         let user = load(&auth.tenant, id).await?;
-        Ok(Self { auth, user })
+        let settings = enabled(&auth.tenant).await?;
+        Ok(Self { auth, user, settings })
     }
 }
 
@@ -102,13 +105,7 @@ fn no_store(mut r: Response) -> Response {
 async fn account_body(t: &TenantCtx, s: &Settings, user: &User) -> Result<Value, ApiError> {
     let pending = account::pending_email(t, user).await?;
     let mut body = account::account_json(user, &s.account, pending.as_deref());
-    let stored = t.store.tenant_settings().await?;
-    let schema = stored
-        .get("account_portal")
-        .and_then(|p| p.get("profile_schema"))
-        .cloned()
-        .unwrap_or_else(roster_domain::account::default_profile_schema);
-    body["profile_schema"] = schema;
+    body["profile_schema"] = s.profile_schema_json.clone();
     body["terms"] = match &s.account.terms {
         Some(terms) => json!({
             "version": terms.version,
@@ -122,8 +119,7 @@ async fn account_body(t: &TenantCtx, s: &Settings, user: &User) -> Result<Value,
 
 /// `GET /me`
 pub async fn get_me(me: Me<MeRead>) -> Result<Response, ApiError> {
-    let s = enabled(&me.auth.tenant).await?;
-    Ok(no_store(Json(account_body(&me.auth.tenant, &s, &me.user).await?).into_response()))
+    Ok(no_store(Json(account_body(&me.auth.tenant, &me.settings, &me.user).await?).into_response()))
 }
 
 /// `PATCH /me`: editable root fields and `user_metadata` keys of the profile schema.
@@ -135,10 +131,10 @@ pub async fn patch_me(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    let s = enabled(t).await?;
+    let s = &me.settings;
     let change = account::profile_from_json(&body, &s.account, &me.user)?;
     let user = account::update_profile(&actor(&state, t, &ip, &headers), &me.user, change).await?;
-    Ok(no_store(Json(account_body(t, &s, &user).await?).into_response()))
+    Ok(no_store(Json(account_body(t, s, &user).await?).into_response()))
 }
 
 #[derive(Deserialize)]
@@ -157,7 +153,6 @@ pub async fn change_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     let new = body.new_password.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("new_password is required"))?;
     account::change_password(&actor(&state, t, &ip, &headers), &me.user, body.current_password.as_deref().unwrap_or(""), new)
         .await?;
@@ -180,7 +175,6 @@ pub async fn change_email(
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     let a = actor(&state, t, &ip, &headers);
     let email = body.email.unwrap_or_default();
     if email.trim().is_empty() {
@@ -194,7 +188,6 @@ pub async fn change_email(
 /// `GET /me/sessions`
 pub async fn list_sessions(me: Me<MeRead>) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     let sessions = t.store.user_sessions(&me.user.user_id, roster_domain::Timestamp::now()).await?;
     let list: Vec<Value> = sessions.iter().map(|s| account::session_json(s, None)).collect();
     Ok(no_store(Json(json!({ "sessions": list })).into_response()))
@@ -209,7 +202,6 @@ pub async fn delete_session(
     me: Me<MeUpdate>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     if account::revoke_session(&actor(&state, t, &ip, &headers), &me.user, &id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -225,7 +217,6 @@ pub async fn delete_sessions(
     me: Me<MeUpdate>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     account::revoke_other_sessions(&actor(&state, t, &ip, &headers), &me.user).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -245,10 +236,10 @@ pub async fn accept_terms(
     ApiJson(body): ApiJson<TermsBody>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    let s = enabled(t).await?;
+    let s = &me.settings;
     let version = body.version.unwrap_or_default();
     let user = account::accept_terms(&actor(&state, t, &ip, &headers), &me.user, &s.account, &version).await?;
-    Ok(no_store(Json(account_body(t, &s, &user).await?).into_response()))
+    Ok(no_store(Json(account_body(t, s, &user).await?).into_response()))
 }
 
 /// `GET /me/export`: everything stored about the user, as a JSON file.
@@ -259,7 +250,6 @@ pub async fn export(
     me: Me<MeRead>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     let data = account::export(&actor(&state, t, &ip, &headers), &me.user).await?;
     Ok(attachment(&data))
 }
@@ -292,7 +282,6 @@ pub async fn delete_me(
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<Response, ApiError> {
     let t = &me.auth.tenant;
-    enabled(t).await?;
     if body.confirm != Some(true) {
         return Err(ApiError::bad_request("confirm must be true to delete the account"));
     }

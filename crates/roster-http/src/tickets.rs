@@ -171,6 +171,16 @@ pub fn result_redirect(result_url: &str, message: &str, email: Option<&str>) -> 
     }
 }
 
+/// The ticket of a link, if it can still be used (unused, unexpired, of `kind`); `None` for anything
+/// else, including tokens of an impossible length.
+pub async fn live(t: &TenantCtx, token: &str, kind: &str) -> Result<Option<Ticket>, StoreError> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let now = Timestamp::now();
+    Ok(t.store.ticket(&hash_token(token)).await?.filter(|k| k.kind == kind && k.used_at.is_none() && k.expires_at > now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

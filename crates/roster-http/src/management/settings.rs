@@ -91,6 +91,34 @@ fn text_setting(k: &str, v: &Value) -> Result<(), ApiError> {
     if ok { Ok(()) } else { Err(invalid(format!("{k} has an invalid value"))) }
 }
 
+/// The tenant's stored settings object.
+async fn stored_settings(t: &crate::tenant::TenantCtx) -> Result<Map<String, Value>, ApiError> {
+    Ok(match t.store.tenant_settings().await? {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    })
+}
+
+/// The object under `key`, taken out of `map` (empty when absent or not an object).
+fn take_object(map: &mut Map<String, Value>, key: &str) -> Map<String, Value> {
+    match map.remove(key) {
+        Some(Value::Object(o)) => o,
+        _ => Map::new(),
+    }
+}
+
+/// Each key of `patch` replaces its value in `into`; `null` removes it (restoring the default), except
+/// for the keys in `nullable`, where `null` is a value.
+fn merge(into: &mut Map<String, Value>, patch: Map<String, Value>, nullable: &[&str]) {
+    for (k, v) in patch {
+        if v.is_null() && !nullable.contains(&k.as_str()) {
+            into.remove(&k);
+        } else {
+            into.insert(k, v);
+        }
+    }
+}
+
 /// The tenant's settings.
 #[utoipa::path(get, path = "/tenants/settings", tag = "Tenants",
     responses((status = 200, body = TenantSettingsSchema), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -111,10 +139,7 @@ pub async fn patch_settings(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     machine_only(&auth)?;
-    let mut stored = match auth.tenant.store.tenant_settings().await? {
-        Value::Object(o) => o,
-        _ => Map::new(),
-    };
+    let mut stored = stored_settings(&auth.tenant).await?;
     for (k, v) in body {
         match k.as_str() {
             k if ROOT_KEYS.contains(&k) => {
@@ -123,17 +148,8 @@ pub async fn patch_settings(
             }
             "account_portal" => {
                 let Value::Object(patch) = v else { return Err(invalid("account_portal must be an object")) };
-                let mut portal = match stored.remove("account_portal") {
-                    Some(Value::Object(p)) => p,
-                    _ => Map::new(),
-                };
-                for (pk, pv) in patch {
-                    if pv.is_null() && pk != "terms" {
-                        portal.remove(&pk);
-                    } else {
-                        portal.insert(pk, pv);
-                    }
-                }
+                let mut portal = take_object(&mut stored, "account_portal");
+                merge(&mut portal, patch, &["terms"]);
                 let portal = Value::Object(portal);
                 AccountSettings::parse(&portal).map_err(invalid)?;
                 stored.insert("account_portal".into(), portal);
@@ -167,38 +183,22 @@ pub async fn patch_branding(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     machine_only(&auth)?;
-    let mut stored = match auth.tenant.store.tenant_settings().await? {
-        Value::Object(o) => o,
-        _ => Map::new(),
-    };
-    let mut branding = match stored.remove("branding") {
-        Some(Value::Object(b)) => b,
-        _ => Map::new(),
-    };
+    let mut stored = stored_settings(&auth.tenant).await?;
+    let mut branding = take_object(&mut stored, "branding");
+    let mut rest = Map::new();
     for (k, v) in body {
         match (k.as_str(), v) {
             ("colors", Value::Object(c)) => {
-                let mut colors = match branding.remove("colors") {
-                    Some(Value::Object(o)) => o,
-                    _ => Map::new(),
-                };
-                for (ck, cv) in c {
-                    if cv.is_null() {
-                        colors.remove(&ck);
-                    } else {
-                        colors.insert(ck, cv);
-                    }
-                }
+                let mut colors = take_object(&mut branding, "colors");
+                merge(&mut colors, c, &[]);
                 branding.insert("colors".into(), Value::Object(colors));
             }
-            (k, Value::Null) => {
-                branding.remove(k);
-            }
-            (k, v) => {
-                branding.insert(k.to_owned(), v);
+            (_, v) => {
+                rest.insert(k, v);
             }
         }
     }
+    merge(&mut branding, rest, &[]);
     let branding = Value::Object(branding);
     Branding::parse(&branding, None).map_err(invalid)?;
     stored.insert("branding".into(), branding);

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::login::{portal_login_url, session_cookie_name, session_user};
-use super::{CookieSpec, csrf_ok, csrf_token, error_page, esc, page, redirect, secure_headers, with_cookie};
+use super::{CookieSpec, csrf_ok, csrf_token, error_page, esc, page, redirect, secure_headers, ticket_button, with_cookie};
 use crate::account::{self, AccountError, Actor, Confirmed, FormSection, Settings};
 use crate::authentication::token::user_agent;
 use crate::extract::{AuthTenant, ClientIp};
@@ -839,14 +839,28 @@ pub struct TicketForm {
 
 /// A live ticket of `kind` from a link, and its user.
 async fn link_target(t: &TenantCtx, token: &str, kind: &str) -> Result<Option<(roster_store::Ticket, User)>, ()> {
-    if token.is_empty() || token.len() > 128 {
-        return Ok(None);
-    }
-    let now = Timestamp::now();
-    let ticket = t.store.ticket(&tickets::hash_token(token)).await.map_err(|_| ())?;
-    let Some(ticket) = ticket.filter(|k| k.kind == kind && k.used_at.is_none() && k.expires_at > now) else { return Ok(None) };
+    let Some(ticket) = tickets::live(t, token, kind).await.map_err(|_| ())? else { return Ok(None) };
     let user = t.store.user(&ticket.user_id).await.map_err(|_| ())?;
     Ok(user.map(|u| (ticket, u)))
+}
+
+/// What a link's form post starts with: the CSRF token, then a live ticket of `kind` and its user —
+/// or the page to answer instead.
+async fn accept_link(
+    state: &AppState,
+    t: &TenantCtx,
+    headers: &HeaderMap,
+    form: &TicketForm,
+    kind: &str,
+) -> Result<(roster_store::Ticket, User), Response> {
+    if !csrf_ok(state, headers, form.csrf.as_deref().unwrap_or_default()) {
+        return Err(forbidden_form(t));
+    }
+    match link_target(t, form.ticket.as_deref().unwrap_or_default(), kind).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(dead_email_link(t)),
+        Err(()) => Err(unavailable(t)),
+    }
 }
 
 fn dead_email_link(t: &TenantCtx) -> Response {
@@ -874,14 +888,9 @@ pub async fn email_change_page(
     };
     let (csrf, set) = csrf_token(&state, &headers);
     let body = format!(
-        "<p>Confirm that <strong>{email}</strong> becomes the email address of your account. You will use it to log in.</p>\
-         <form method=\"post\" action=\"{issuer}u/email-change\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
-         <button type=\"submit\">Confirm my new address</button></form>",
-        email = esc(ticket.email.as_deref().unwrap_or_default()),
-        issuer = esc(&t.issuer),
-        csrf = esc(&csrf),
-        ticket = esc(&token),
+        "<p>Confirm that <strong>{}</strong> becomes the email address of your account. You will use it to log in.</p>{}",
+        esc(ticket.email.as_deref().unwrap_or_default()),
+        ticket_button(&t, "u/email-change", &csrf, &token, "Confirm my new address"),
     );
     with_cookie(page(StatusCode::OK, "Change your email", &t, &body), set)
 }
@@ -894,13 +903,9 @@ pub async fn email_change_submit(
     headers: HeaderMap,
     Form(form): Form<TicketForm>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, form.csrf.as_deref().unwrap_or_default()) {
-        return forbidden_form(&t);
-    }
-    let (ticket, user) = match link_target(&t, form.ticket.as_deref().unwrap_or_default(), ticket_kind::EMAIL_CHANGE).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return dead_email_link(&t),
-        Err(()) => return unavailable(&t),
+    let (ticket, user) = match accept_link(&state, &t, &headers, &form, ticket_kind::EMAIL_CHANGE).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     // The browser confirming keeps its session if it is the user's; every other session ends.
     let keep = session_user(&state, &t, &headers).await.filter(|(_, u)| u.user_id == user.user_id).map(|(s, _)| s.id_hash);
@@ -945,13 +950,8 @@ pub async fn email_cancel_page(
     let (csrf, set) = csrf_token(&state, &headers);
     let body = format!(
         "<p>If you did not ask to change the email address of your account, someone else may know your password. \
-         Stop the change: we will log every device out and you will choose a new password.</p>\
-         <form method=\"post\" action=\"{issuer}u/email-change/cancel\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
-         <button type=\"submit\">Stop the change and secure my account</button></form>",
-        issuer = esc(&t.issuer),
-        csrf = esc(&csrf),
-        ticket = esc(&token),
+         Stop the change: we will log every device out and you will choose a new password.</p>{}",
+        ticket_button(&t, "u/email-change/cancel", &csrf, &token, "Stop the change and secure my account"),
     );
     with_cookie(page(StatusCode::OK, "This wasn't me", &t, &body), set)
 }
@@ -965,14 +965,9 @@ pub async fn email_cancel_submit(
     headers: HeaderMap,
     Form(form): Form<TicketForm>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, form.csrf.as_deref().unwrap_or_default()) {
-        return forbidden_form(&t);
-    }
-    let (ticket, user) = match link_target(&t, form.ticket.as_deref().unwrap_or_default(), ticket_kind::EMAIL_CHANGE_CANCEL).await
-    {
-        Ok(Some(found)) => found,
-        Ok(None) => return dead_email_link(&t),
-        Err(()) => return unavailable(&t),
+    let (ticket, user) = match accept_link(&state, &t, &headers, &form, ticket_kind::EMAIL_CHANGE_CANCEL).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let actor = Actor { state: &state, t: &t, ip: ip.to_string_opt(), user_agent: user_agent(&headers), session: None };
     match account::cancel_email_change(&actor, &ticket.id_hash, &user).await {

@@ -175,6 +175,21 @@ pub(crate) fn csrf_ok(state: &AppState, headers: &HeaderMap, presented: &str) ->
     origin_ok && fetch_ok && cookie_ok
 }
 
+/// The form of a one-time link's page: one button that POSTs the ticket back to `{issuer}{path}`
+/// with the CSRF token (opening a link changes nothing; the button does).
+pub(crate) fn ticket_button(t: &TenantCtx, path: &str, csrf: &str, token: &str, button: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{issuer}{path}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+         <button type=\"submit\">{button}</button></form>",
+        issuer = esc(&t.issuer),
+        path = esc(path),
+        csrf = esc(csrf),
+        ticket = esc(token),
+        button = esc(button),
+    )
+}
+
 /// An error and/or an information box, escaped.
 pub(crate) fn notice(error: Option<&str>, info: Option<&str>) -> String {
     let mut out = String::new();

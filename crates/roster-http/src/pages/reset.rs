@@ -18,7 +18,7 @@ use roster_store::{Effects, Redeemed, Revocation, StoreError, Ticket, ticket_kin
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csrf_ok, csrf_token, error_page, esc, notice, page, redirect, with_cookie};
+use super::{csrf_ok, csrf_token, error_page, esc, notice, page, redirect, ticket_button, with_cookie};
 use crate::authentication::change_password::{ResetRefusal, SENT, request_reset};
 use crate::authentication::login::DEFAULT_DIRECTORY;
 use crate::authentication::token::user_agent;
@@ -34,15 +34,6 @@ pub struct LinkQuery {
     ticket: Option<String>,
     client_id: Option<String>,
     connection: Option<String>,
-}
-
-/// A ticket from a link, if it is still usable (unused, unexpired, of `kind`).
-async fn live_ticket(t: &TenantCtx, token: &str, kind: &str) -> Result<Option<Ticket>, StoreError> {
-    if token.is_empty() || token.len() > 128 {
-        return Ok(None);
-    }
-    let now = Timestamp::now();
-    Ok(t.store.ticket(&tickets::hash_token(token)).await?.filter(|k| k.kind == kind && k.used_at.is_none() && k.expires_at > now))
 }
 
 fn unavailable(t: &TenantCtx) -> Response {
@@ -142,7 +133,7 @@ async fn reset_target(
     t: &TenantCtx,
     token: &str,
 ) -> Result<(Ticket, roster_domain::user::User, roster_store::Connection), Response> {
-    let ticket = match live_ticket(t, token, ticket_kind::PASSWORD_RESET).await {
+    let ticket = match tickets::live(t, token, ticket_kind::PASSWORD_RESET).await {
         Ok(Some(k)) => k,
         Ok(None) => return Err(dead_link(t, true)),
         Err(_) => return Err(unavailable(t)),
@@ -355,21 +346,16 @@ pub async fn verify_page(
     Query(q): Query<LinkQuery>,
 ) -> Response {
     let token = q.ticket.unwrap_or_default();
-    let ticket = match live_ticket(&t, &token, ticket_kind::EMAIL_VERIFICATION).await {
+    let ticket = match tickets::live(&t, &token, ticket_kind::EMAIL_VERIFICATION).await {
         Ok(Some(k)) => k,
         Ok(None) => return dead_link(&t, false),
         Err(_) => return unavailable(&t),
     };
     let (csrf, set) = csrf_token(&state, &headers);
     let body = format!(
-        "<p>Confirm that <strong>{email}</strong> is your email address.</p>\
-         <form method=\"post\" action=\"{issuer}u/email-verification\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
-         <button type=\"submit\">Confirm my email address</button></form>",
-        email = esc(ticket.email.as_deref().unwrap_or_default()),
-        issuer = esc(&t.issuer),
-        csrf = esc(&csrf),
-        ticket = esc(&token),
+        "<p>Confirm that <strong>{}</strong> is your email address.</p>{}",
+        esc(ticket.email.as_deref().unwrap_or_default()),
+        ticket_button(&t, "u/email-verification", &csrf, &token, "Confirm my email address"),
     );
     with_cookie(page(StatusCode::OK, "Verify your email", &t, &body), set)
 }
@@ -393,7 +379,7 @@ async fn accept_ticket_form(
         return Err(forbidden_form(t));
     }
     let dead = |t: &TenantCtx| if kind == ticket_kind::UNBLOCK { unblock_dead(t) } else { dead_link(t, false) };
-    match live_ticket(t, form.ticket.as_deref().unwrap_or_default(), kind).await {
+    match tickets::live(t, form.ticket.as_deref().unwrap_or_default(), kind).await {
         Ok(Some(k)) => Ok(k),
         Ok(None) => Err(dead(t)),
         Err(_) => Err(unavailable(t)),
@@ -473,7 +459,7 @@ pub async fn unblock_page(
     Query(q): Query<LinkQuery>,
 ) -> Response {
     let token = q.ticket.unwrap_or_default();
-    match live_ticket(&t, &token, ticket_kind::UNBLOCK).await {
+    match tickets::live(&t, &token, ticket_kind::UNBLOCK).await {
         Ok(Some(_)) => {}
         Ok(None) => return unblock_dead(&t),
         Err(_) => return unavailable(&t),
@@ -481,13 +467,8 @@ pub async fn unblock_page(
     let (csrf, set) = csrf_token(&state, &headers);
     let body = format!(
         "<p>Logins to your account were blocked after too many failed attempts. If those attempts were yours, \
-         unblock your account; if not, consider changing your password.</p>\
-         <form method=\"post\" action=\"{issuer}u/unblock\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
-         <button type=\"submit\">Unblock my account</button></form>",
-        issuer = esc(&t.issuer),
-        csrf = esc(&csrf),
-        ticket = esc(&token),
+         unblock your account; if not, consider changing your password.</p>{}",
+        ticket_button(&t, "u/unblock", &csrf, &token, "Unblock my account"),
     );
     with_cookie(page(StatusCode::OK, "Unblock your account", &t, &body), set)
 }
