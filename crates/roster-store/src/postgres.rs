@@ -37,6 +37,9 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     Ok(SqlBackend { read: pool.clone(), write: pool, fast: None })
 }
 
+/// Nothing to tell after a commit: every PostgreSQL read is its own transaction on the server.
+fn written() {}
+
 /// PostgreSQL's driver is async end to end and the server batches concurrent commits itself (its WAL
 /// writer flushes many at once): no separate fast path (this type has no values).
 pub(crate) enum Fast {}

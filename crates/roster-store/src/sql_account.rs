@@ -21,7 +21,7 @@ impl AccountRepo for SqlBackend {
             .execute(&mut *tx)
             .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -50,7 +50,7 @@ impl AccountRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
 

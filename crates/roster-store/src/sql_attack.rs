@@ -34,6 +34,7 @@ impl AttackRepo for SqlBackend {
             return f.charge(t.clone(), c.clone()).await;
         }
         let row = bind_params(sqlx::query(params::CHARGE), params::charge(t, c)).fetch_one(&self.write).await?;
+        written();
         decode::counter(&row)
     }
 
@@ -65,7 +66,7 @@ impl AttackRepo for SqlBackend {
             .execute(&mut *tx)
             .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(done.rows_affected())
     }
 
@@ -91,7 +92,7 @@ impl AttackRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 }

@@ -74,6 +74,14 @@ fn client_by_id_sql() -> String {
 
 const CLIENT_GRANT_SQL: &str = "SELECT id, client_id, audience, scope FROM client_grants WHERE tenant_id = $1 AND client_id = $2 AND audience = $3";
 
+/// Commit a transaction of the write pool, then tell this process's readers a commit was made
+/// ([`written`]). Every write through `self.write` ends with this or with `written()`.
+async fn commit(tx: sqlx::Transaction<'_, Db>) -> Result<()> {
+    tx.commit().await?;
+    written();
+    Ok(())
+}
+
 fn user_from_row(row: &DbRow) -> Result<User> {
     decode::user(row)
 }
@@ -258,7 +266,7 @@ impl SqlBackend {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         match op(&mut tx).await {
             Ok(v) => {
-                tx.commit().await?;
+                commit(tx).await?;
                 Ok(v)
             }
             Err(e) => {
@@ -333,6 +341,7 @@ async fn create_user_tx(c: &mut Conn, t: &TenantId, new: &NewUser, effects: &Eff
 impl Lifecycle for SqlBackend {
     async fn migrate(&self) -> Result<()> {
         migrator().run(&self.write).await?;
+        written();
         Ok(())
     }
     async fn ping(&self) -> Result<()> {
@@ -390,7 +399,7 @@ impl TenantRepo for SqlBackend {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -410,7 +419,7 @@ impl TenantRepo for SqlBackend {
     async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query("DELETE FROM tenants WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -502,7 +511,7 @@ impl ClientRepo for SqlBackend {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         insert_client(&mut tx, t, c).await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -531,7 +540,7 @@ impl ClientRepo for SqlBackend {
             return Ok(false);
         }
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(true)
     }
 
@@ -553,7 +562,7 @@ impl ClientRepo for SqlBackend {
             .execute(&mut *tx)
             .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(true)
     }
 
@@ -569,7 +578,7 @@ impl ClientRepo for SqlBackend {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         insert_connection(&mut tx, t, c).await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -586,7 +595,7 @@ impl ClientRepo for SqlBackend {
             return Ok(false);
         }
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(true)
     }
 
@@ -600,7 +609,7 @@ impl ClientRepo for SqlBackend {
             return Ok(false);
         }
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(true)
     }
 }
@@ -623,7 +632,7 @@ impl SessionRepo for SqlBackend {
         .bind(s.user_agent.as_deref())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -646,7 +655,7 @@ impl SessionRepo for SqlBackend {
                 .bind(now.millis())
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
+            commit(tx).await?;
         }
         Ok(Some(s))
     }
@@ -668,7 +677,7 @@ impl SessionRepo for SqlBackend {
             .execute(&mut *tx)
             .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -691,7 +700,7 @@ impl SessionRepo for SqlBackend {
         .bind(c.expires_at.millis())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -706,7 +715,7 @@ impl SessionRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
-            tx.commit().await?;
+            commit(tx).await?;
             return Ok(None);
         }
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {CODE_COLS} FROM auth_codes WHERE tenant_id = $1 AND id = $2")))
@@ -715,14 +724,14 @@ impl SessionRepo for SqlBackend {
             .fetch_one(&mut *tx)
             .await?;
         let code = code_from_row(&row)?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(Some(code))
     }
 
     async fn create_refresh(&self, t: &TenantId, r: &RefreshToken) -> Result<()> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         insert_refresh(&mut tx, t, r).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -752,12 +761,12 @@ impl SessionRepo for SqlBackend {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(old) = row.as_ref().map(refresh_from_row).transpose()? else {
-            tx.commit().await?;
+            commit(tx).await?;
             return Ok(Rotation::Invalid);
         };
         if done.rows_affected() == 1 {
             insert_refresh(&mut tx, t, new).await?;
-            tx.commit().await?;
+            commit(tx).await?;
             return Ok(Rotation::Rotated(old));
         }
         if old.rotated || old.revoked {
@@ -768,10 +777,10 @@ impl SessionRepo for SqlBackend {
                 .bind(now.millis())
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
+            commit(tx).await?;
             return Ok(Rotation::Reused);
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(Rotation::Invalid)
     }
 
@@ -781,7 +790,7 @@ impl SessionRepo for SqlBackend {
         for (sql, ps) in params::revocation(t, &revoke) {
             bind_params(sqlx::query(sql), ps).execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 }
@@ -882,7 +891,7 @@ impl UserRepo for SqlBackend {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(true)
     }
 

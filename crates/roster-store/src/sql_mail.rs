@@ -75,6 +75,7 @@ impl MailRepo for SqlBackend {
         .bind(i64::from(limit))
         .fetch_all(&self.write)
         .await?;
+        written();
         rows.iter()
             .map(|r| {
                 Ok(ClaimedMail {
@@ -130,6 +131,7 @@ impl MailRepo for SqlBackend {
             .bind(at.millis())
             .execute(&self.write)
             .await?;
+        written();
         Ok(done.rows_affected() == 1)
     }
 
@@ -198,7 +200,7 @@ impl MailRepo for SqlBackend {
         };
         let record = outbox_record(&row)?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(Some(record))
     }
 
@@ -240,7 +242,7 @@ impl MailRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -278,7 +280,7 @@ impl MailRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -289,7 +291,7 @@ impl MailRepo for SqlBackend {
             return Ok(false);
         }
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(true)
     }
 }

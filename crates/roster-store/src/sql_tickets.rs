@@ -79,7 +79,7 @@ impl TicketRepo for SqlBackend {
         let ticket = ticket_from_row(&row)?;
         match update_user_tx(&mut tx, &t, &ticket.user_id, mutate, new_password_hash, &effects).await {
             Ok(Some(user)) => {
-                tx.commit().await?;
+                commit(tx).await?;
                 Ok(Redeemed::Done { ticket, user: Box::new(user) })
             }
             Ok(None) => {
@@ -110,7 +110,7 @@ impl TicketRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         insert_effects(&mut tx, t, effects).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 

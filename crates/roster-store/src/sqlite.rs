@@ -73,7 +73,10 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         None
     } else {
         let writer = Batcher::start(&path, opts.sqlite_synchronous_full)?;
-        Some(Fast { path, idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false), writer })
+        let idle = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let closed = std::sync::Arc::new(AtomicBool::new(false));
+        end_idle_snapshots(std::sync::Arc::downgrade(&idle), closed.clone())?;
+        Some(Fast { path, idle, closed, writer })
     };
     Ok(SqlBackend { read, write, fast })
 }
@@ -205,6 +208,7 @@ impl Batcher {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
         ))
         .map_err(rusqlite_err)?;
+        conn.wal_hook(Some(count_commit));
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
         std::thread::Builder::new()
@@ -297,14 +301,84 @@ fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
 /// Inline read-only `rusqlite` connections for point reads.
 pub(crate) struct Fast {
     path: PathBuf,
-    idle: Mutex<Vec<rusqlite::Connection>>,
-    closed: AtomicBool,
+    idle: std::sync::Arc<Mutex<Vec<ReadConn>>>,
+    closed: std::sync::Arc<AtomicBool>,
     /// The group-commit writer for the hot writes.
     writer: Batcher,
 }
 
 /// Idle fast-read connections kept open.
 const FAST_IDLE: usize = 16;
+
+/// Commits made by this process's write connections: counted by the group-commit writer's WAL hook,
+/// which SQLite calls once a commit is visible to new readers, and by [`written`] after each commit
+/// of the sqlx write pool.
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The longest a fast-read connection keeps one read transaction (snapshot) open, and so the most a
+/// read can lag behind a write made by *another process* (e.g. `roster tenant …`); writes made by
+/// this process end every older snapshot before their callers are answered.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(10);
+
+/// A write of the sqlx write pool was committed (its connections have no WAL hook: installing one
+/// would take `unsafe`). Called after the commit returns, before the caller is answered.
+fn written() {
+    COMMITS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// WAL hook of the group-commit writer: count the commit, then checkpoint as SQLite's own hook
+/// (`wal_autocheckpoint`, which this replaces) does at 1000 pages, errors ignored as there.
+fn count_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    COMMITS.fetch_add(1, Ordering::SeqCst);
+    if pages >= 1000 {
+        let _ = wal.checkpoint();
+    }
+    Ok(())
+}
+
+/// Idle connections would keep their snapshots, and a snapshot held open stops checkpoints from
+/// copying later commits back into the database: the WAL would grow while only writes happen.
+/// A thread ends stale snapshots of idle connections every [`SNAPSHOT_MAX_AGE`]; it stops when
+/// the connections are dropped or closed.
+fn end_idle_snapshots(idle: std::sync::Weak<Mutex<Vec<ReadConn>>>, closed: std::sync::Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("sqlite-snapshots".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(SNAPSHOT_MAX_AGE);
+                let Some(idle) = idle.upgrade() else { return };
+                if closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (commits, now) = (COMMITS.load(Ordering::SeqCst), std::time::Instant::now());
+                if let Ok(mut v) = idle.try_lock() {
+                    v.retain_mut(|rc| rc.end_stale(commits, now).is_ok());
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(StoreError::internal)
+}
+
+/// A fast-read connection and the read transaction it holds open, if any: `(COMMITS when it began,
+/// when it began)`.
+struct ReadConn {
+    conn: rusqlite::Connection,
+    snapshot: Option<(u64, std::time::Instant)>,
+}
+
+impl ReadConn {
+    /// End the open read transaction if a commit was made since it began or it is too old.
+    fn end_stale(&mut self, commits: u64, now: std::time::Instant) -> Result<()> {
+        if let Some((seen, since)) = self.snapshot
+            && (seen != commits || now.duration_since(since) > SNAPSHOT_MAX_AGE)
+        {
+            self.snapshot = None;
+            exec_cached(&self.conn, "COMMIT").map_err(rusqlite_err)?;
+        }
+        Ok(())
+    }
+}
 
 fn rusqlite_err(e: rusqlite::Error) -> StoreError {
     match e {
@@ -414,19 +488,36 @@ impl Fast {
         }
     }
 
+    /// Run reads on an idle connection. Beginning and ending a read transaction takes and releases
+    /// a WAL read lock (a mutex shared by every connection of the process and two `fcntl` calls),
+    /// which cost more than the primary-key lookup itself; so a connection keeps its transaction
+    /// open and the next read reuses that snapshot as long as no commit was made since, by this
+    /// process, and it is younger than [`SNAPSHOT_MAX_AGE`]. A read therefore sees every write this
+    /// process acknowledged before it began, exactly as with one transaction per read.
     fn run<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
-        let conn = match self.idle.lock().ok().and_then(|mut v| v.pop()) {
+        let mut rc = match self.idle.lock().ok().and_then(|mut v| v.pop()) {
             Some(c) => c,
-            None => self.open()?,
+            None => ReadConn { conn: self.open()?, snapshot: None },
         };
-        let out = f(&conn);
-        if let Ok(mut v) = self.idle.lock()
+        // Read the counter before the transaction begins: a commit counted after this point ends
+        // the snapshot at the next use even if the snapshot already includes it.
+        let commits = COMMITS.load(Ordering::SeqCst);
+        let now = std::time::Instant::now();
+        rc.end_stale(commits, now)?;
+        if rc.snapshot.is_none() {
+            exec_cached(&rc.conn, "BEGIN").map_err(rusqlite_err)?;
+            rc.snapshot = Some((commits, now));
+        }
+        let out = f(&rc.conn);
+        // A failed read drops its connection (closing it ends its transaction).
+        if out.is_ok()
+            && let Ok(mut v) = self.idle.lock()
             && v.len() < FAST_IDLE
         {
-            v.push(conn);
+            v.push(rc);
         }
         out
     }

@@ -428,6 +428,49 @@ roster_testkit::on_store_backends! {
     tickets => tickets_are_single_use_and_expire;
     attack => attack_counters_are_atomic_windowed_and_scoped;
     account => account_settings_sessions_and_erasure;
+    read_your_writes => reads_see_every_acknowledged_write;
+}
+
+/// SQLite's fast reads keep a read snapshot open between reads; whatever this process commits (the
+/// group-commit writer, the admin write pool) must end it before the write is acknowledged, and a
+/// write by another process must show within a bounded time. Alternates writes and reads of the
+/// same row so that every read would see a stale value if a snapshot outlived a write.
+async fn reads_see_every_acknowledged_write(f: Fixture) {
+    let u = new_user(&f.acme_conn, "snap@example.com", 1);
+    let id = u.user.user_id.clone();
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    for i in 0..200 {
+        // Group-commit writer.
+        apply(&f.acme, &id, json!({ "user_metadata": { "n": i } })).await.expect("update").expect("exists");
+        let read = f.acme.user(&id).await.expect("read").expect("exists");
+        assert_eq!(read.user_metadata.as_map().get("n"), Some(&json!(i)), "read {i} sees write {i}");
+        // Create goes through the group-commit writer, delete through the admin write pool.
+        let other = new_user(&f.acme_conn, &format!("snap{i}@example.com"), 1);
+        let other_id = other.user.user_id.clone();
+        f.acme.create_user(&other, &ev()).await.expect("create");
+        assert!(f.acme.user(&other_id).await.expect("read").is_some(), "read sees create {i}");
+        assert!(f.acme.delete_user(&other_id, &ev()).await.expect("delete"));
+        assert!(f.acme.user(&other_id).await.expect("read").is_none(), "read sees delete {i}");
+    }
+    // Another process (a connection with none of the store's hooks) writes: the store's reads show
+    // it soon (SQLite: within the snapshot's age bound; PostgreSQL: at once).
+    let sql = format!("UPDATE users SET name = 'from outside' WHERE user_id = '{}'", id.as_str());
+    if f._db.url.starts_with("sqlite:") {
+        let mut outside = <sqlx::SqliteConnection as sqlx::Connection>::connect(&f._db.url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut outside).await.expect("write from outside");
+    } else {
+        let mut outside = <sqlx::PgConnection as sqlx::Connection>::connect(&f._db.url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut outside).await.expect("write from outside");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let read = f.acme.user(&id).await.expect("read").expect("exists");
+        if read.name.as_deref() == Some("from outside") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a write by another process never became visible");
+        tokio::task::yield_now().await;
+    }
 }
 
 fn queued(n: usize) -> roster_store::Effects {
