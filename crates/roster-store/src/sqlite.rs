@@ -75,7 +75,7 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         let writer = Batcher::start(&path, opts.sqlite_synchronous_full)?;
         let idle = std::sync::Arc::new(Mutex::new(Vec::new()));
         let closed = std::sync::Arc::new(AtomicBool::new(false));
-        end_idle_snapshots(std::sync::Arc::downgrade(&idle), closed.clone())?;
+        end_idle_snapshots(std::sync::Arc::downgrade(&idle), closed.clone(), &path, opts.sqlite_synchronous_full)?;
         Some(Fast { path, idle, closed, writer })
     };
     Ok(SqlBackend { read, write, fast })
@@ -336,15 +336,32 @@ fn count_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
     Ok(())
 }
 
-/// Idle connections would keep their snapshots, and a snapshot held open stops checkpoints from
-/// copying later commits back into the database: the WAL would grow while only writes happen.
-/// A thread ends stale snapshots of idle connections every [`SNAPSHOT_MAX_AGE`]; it stops when
-/// the connections are dropped or closed.
-fn end_idle_snapshots(idle: std::sync::Weak<Mutex<Vec<ReadConn>>>, closed: std::sync::Arc<AtomicBool>) -> Result<()> {
+/// Housekeeping thread, every [`SNAPSHOT_MAX_AGE`], until the connections are dropped or closed:
+/// - idle connections would keep their snapshots, and a snapshot held open stops checkpoints from
+///   copying later commits back into the database (the WAL would grow while only writes happen):
+///   it ends stale snapshots of idle connections;
+/// - after commits, it runs a PASSIVE checkpoint on its own connection, so that the copying is done
+///   beside the group-commit writer, whose own 1000-page checkpoint (in its WAL hook) then finds
+///   little left to copy. The writer's checkpoint is kept: it is the one that completes while no
+///   write is appending, which lets the next write start the WAL over (bounded WAL).
+fn end_idle_snapshots(
+    idle: std::sync::Weak<Mutex<Vec<ReadConn>>>,
+    closed: std::sync::Arc<AtomicBool>,
+    path: &std::path::Path,
+    full_sync: bool,
+) -> Result<()> {
+    let ckpt = rusqlite::Connection::open(path).map_err(rusqlite_err)?;
+    ckpt.execute_batch(&format!("PRAGMA synchronous={};", if full_sync { "FULL" } else { "NORMAL" })).map_err(rusqlite_err)?;
     std::thread::Builder::new()
         .name("sqlite-snapshots".into())
         .spawn(move || {
+            let mut checkpointed = COMMITS.load(Ordering::SeqCst);
             loop {
+                let commits = COMMITS.load(Ordering::SeqCst);
+                if commits != checkpointed {
+                    checkpointed = commits;
+                    let _ = ckpt.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
                 std::thread::sleep(SNAPSHOT_MAX_AGE);
                 let Some(idle) = idle.upgrade() else { return };
                 if closed.load(Ordering::SeqCst) {
