@@ -88,6 +88,15 @@ if ! command -v wrk >/dev/null 2>&1; then
   $SUDO apt-get install -y wrk >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y wrk >/dev/null; }
   command -v wrk >/dev/null || die "could not install wrk"
 fi
+# nginx serves the reference static file (DESIGN §9 measures Rauthy against nginx's static-file rate).
+NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
+if [ -z "$NGINX" ]; then
+  log "installing nginx (Debian package)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
+  $SUDO apt-get install -y nginx >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y nginx >/dev/null; }
+  NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
+  [ -n "$NGINX" ] || die "could not install nginx"
+fi
 for tool in python3 curl; do command -v $tool >/dev/null || die "$tool is required"; done
 
 if [ "$PG_MODE" != no ]; then
@@ -225,16 +234,20 @@ measure() { # backend test script url
   BENCH_TAG="w" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$url" >"$TMP/$backend.$test.warmup" 2>&1 \
     || { cat "$TMP/$backend.$test.warmup" >&2; die "wrk failed"; }
   wait_quiet
-  local s0 m0 s1 m1 w0 w1 c0 c1 pg_pids
+  local m0 m1 w0 w1 c0 c1 pg_pids
   pg_pids=$(postgres_pids)
   children_cpu; c0=$CHILD_CPU
   # shellcheck disable=SC2086
   snapshot_ticks "$TMP/pg0" $pg_pids
-  s0=$(proc_ticks "$SERVER_PID"); m0=$(machine_busy_ticks); w0=$(date +%s%N)
+  # shellcheck disable=SC2086
+  snapshot_ticks "$TMP/srv0" ${SERVER_PIDS:-$SERVER_PID}
+  m0=$(machine_busy_ticks); w0=$(date +%s%N)
   log "$backend/$test: measuring ${DURATION}s"
   BENCH_TAG="m" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/$script" "$url" \
     >"$TMP/$backend.$test.wrk" 2>&1 || { cat "$TMP/$backend.$test.wrk" >&2; die "wrk failed"; }
-  w1=$(date +%s%N); s1=$(proc_ticks "$SERVER_PID"); m1=$(machine_busy_ticks)
+  w1=$(date +%s%N); m1=$(machine_busy_ticks)
+  # shellcheck disable=SC2086
+  snapshot_ticks "$TMP/srv1" ${SERVER_PIDS:-$SERVER_PID}
   # shellcheck disable=SC2086
   snapshot_ticks "$TMP/pg1" $pg_pids
   children_cpu; c1=$CHILD_CPU
@@ -246,7 +259,7 @@ measure() { # backend test script url
   # measured duration: start-up, Lua init, closing).
   local secs
   secs=$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
-  R[$backend.$test.server_cpu]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
+  R[$backend.$test.server_cpu]=$(awk -v t="$(ticks_delta "$TMP/srv0" "$TMP/srv1")" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
   R[$backend.$test.pg_cpu]=$(awk -v t="$(ticks_delta "$TMP/pg0" "$TMP/pg1")" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
   R[$backend.$test.machine_cpu]=$(awk -v t=$((m1 - m0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
   R[$backend.$test.wrk_cpu]=$(awk -v a="$c0" -v b="$c1" -v s="$secs" 'BEGIN{printf "%.2f", (b-a)/s}')
@@ -260,6 +273,42 @@ measure() { # backend test script url
   R[$backend.$test.errors]=$errs
   [ "$errs" -eq 0 ] || { INVALID=1; log "$backend/$test: $errs errors (non-2xx or socket) — run INVALID"; }
   log "$backend/$test: ${R[$backend.$test.rps]} req/s, p50 ${R[$backend.$test.p50_ms]} ms, p99 ${R[$backend.$test.p99_ms]} ms, errors $errs, CPU server ${R[$backend.$test.server_cpu]} db ${R[$backend.$test.pg_cpu]} wrk ${R[$backend.$test.wrk_cpu]} other ${R[$backend.$test.other_cpu]}"
+}
+
+# The reference of DESIGN §9's peer figures: nginx serving, as a static file, the very body GET user
+# answers (same size), with one worker per core (its default `auto`) and no access log.
+measure_nginx() { # user_id
+  local dir="$TMP/nginx" port
+  mkdir -p "$dir/www" "$dir/tmp"
+  curl -fs -H "Authorization: Bearer $BENCH_ACCESS_TOKEN" "$BASE/t/default/api/v2/users/$1" >"$dir/www/user.json" \
+    || die "could not fetch the user for the nginx file"
+  port=$(free_port)
+  # As root, nginx would run its workers as "nobody", who cannot read this private folder.
+  local as_user=""
+  [ "$(id -u)" = 0 ] && as_user="user root;"
+  cat >"$dir/nginx.conf" <<NGINX_CONF
+$as_user
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp; fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  types { application/json json; }
+  server { listen 127.0.0.1:$port; root $dir/www; }
+}
+NGINX_CONF
+  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>"$dir/stderr" &
+  local master=$! pids
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/user.json" && break; sleep 0.1; done
+  expect_status nginx 200 "http://127.0.0.1:$port/user.json"
+  pids="$master $(pgrep -P "$master" | tr '\n' ' ')"
+  SERVER_PIDS=$pids measure nginx static healthz.lua "http://127.0.0.1:$port/user.json"
+  kill "$master" 2>/dev/null || true
+  wait "$master" 2>/dev/null || true
+  R[nginx.static.bytes]=$(wc -c <"$dir/www/user.json")
 }
 
 run_backend() { # backend
@@ -304,6 +353,7 @@ PY
 
   measure "$backend" healthz healthz.lua "$BASE/healthz"
   measure "$backend" get_user get_user.lua "$BASE"
+  if [ "$backend" = sqlite ]; then measure_nginx "$first_id"; fi
   measure "$backend" patch_user patch_user.lua "$BASE"
   measure "$backend" token token.lua "$BASE/t/default/oauth/token"
 
@@ -424,7 +474,10 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   \`429 too_many_attempts\`, computed without a hash (\`bench/refused.lua\`: curl checks the 429 first; during
   the run any answer below 400 counts as an error; no per-response Lua, which would cost wrk more than
   the refusal costs the server),
-  compared with the raw argon2id verification rate of the same hashing pool measured alone.
+  compared with the raw argon2id verification rate of the same hashing pool measured alone;
+  and, as the reference of DESIGN §9's peer figures (Rauthy answers GET user at 0.44 × nginx's
+  static-file rate), nginx (Debian package, one worker per core, no access log) serving the body of
+  \`GET /users/{id}\` for one seeded user as a static file of the same size (SQLite round only).
 - Server settings: defaults (e.g. 8 database connections), except the Management API rate limit raised
   to 100,000,000/s (\`ROSTER_MANAGEMENT_RATE_LIMIT\`, \`ROSTER_MANAGEMENT_RATE_BURST\`) and
   \`ROSTER_LOG_LEVEL=warn\`.
@@ -466,8 +519,10 @@ for b in "${BACKENDS[@]}"; do
     echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   fi
-  for t in healthz get_user patch_user token login refused; do
+  for t in healthz get_user static patch_user token login refused; do
+    [ "$t" = static ] && [ "$b" != sqlite ] && continue
     case $t in
+      static) label="\`GET\` of the same user's JSON as a static file from nginx (${R[nginx.static.bytes]} bytes; reference)" ;;
       healthz) label='`GET /healthz`' ;;
       get_user) label='`GET /api/v2/users/{id}`' ;;
       patch_user) label='`PATCH /api/v2/users/{id}` (user_metadata)' ;;
@@ -475,10 +530,11 @@ for b in "${BACKENDS[@]}"; do
       login) label='`POST /oauth/token` (password-realm login)' ;;
       refused) label='`POST /oauth/token` refused by brute-force protection (429)' ;;
     esac
-    sock=$(( ${R[$b.$t.connect]} + ${R[$b.$t.read]} + ${R[$b.$t.write]} + ${R[$b.$t.timeout]} ))
-    row="| $label | $(printf '%.0f' "${R[$b.$t.rps]}") | ${R[$b.$t.p50_ms]} | ${R[$b.$t.p99_ms]} | ${R[$b.$t.non2xx]} | $sock | ${R[$b.$t.server_cpu]}"
-    [ "$b" = postgres ] && row="$row | ${R[$b.$t.pg_cpu]}"
-    echo "$row | ${R[$b.$t.wrk_cpu]} | ${R[$b.$t.other_cpu]} |"
+    k=$b.$t; [ "$t" = static ] && k=nginx.static
+    sock=$(( ${R[$k.connect]} + ${R[$k.read]} + ${R[$k.write]} + ${R[$k.timeout]} ))
+    row="| $label | $(printf '%.0f' "${R[$k.rps]}") | ${R[$k.p50_ms]} | ${R[$k.p99_ms]} | ${R[$k.non2xx]} | $sock | ${R[$k.server_cpu]}"
+    [ "$b" = postgres ] && row="$row | ${R[$k.pg_cpu]}"
+    echo "$row | ${R[$k.wrk_cpu]} | ${R[$k.other_cpu]} |"
   done
   g_h=$(ratio "${R[$b.get_user.rps]}" "${R[$b.healthz.rps]}")
   p_g=$(ratio "${R[$b.patch_user.rps]}" "${R[$b.get_user.rps]}")
@@ -494,6 +550,10 @@ for b in "${BACKENDS[@]}"; do
   echo "| password logins ÷ raw argon2id verifications (issue 3) | $l_h | ≥ 0.85 | $(verdict "$l_h" 0.85) |"
   r_h=$(ratio "${R[$b.refused.rps]}" "${R[$b.healthz.rps]}")
   echo "| refused attempts (blocked pair, no hash) ÷ \`GET /healthz\` (issue 6) | $r_h | ≥ 0.5 | $(verdict "$r_h" 0.5) |"
+  if [ "$b" = sqlite ]; then
+    echo "| for information: GET user ÷ nginx serving the same JSON as a static file (DESIGN §9: Rauthy reaches 0.44) | $(ratio "${R[$b.get_user.rps]}" "${R[nginx.static.rps]}") | | |"
+    echo "| for information: \`GET /healthz\` ÷ nginx static file | $(ratio "${R[$b.healthz.rps]}" "${R[nginx.static.rps]}") | | |"
+  fi
   echo "| for information: tokens per second of server CPU time | $tps | | |"
   echo "| for information: server CPU µs per request, healthz / GET / PATCH / token | $(for t in healthz get_user patch_user token; do awk -v c="${R[$b.$t.server_cpu]}" -v r="${R[$b.$t.rps]}" 'BEGIN{printf "%.0f ", c*1e6/r}'; done | sed 's/ $//; s/ / \/ /g') | | |"
   if [ "$INVALID" != 0 ]; then
