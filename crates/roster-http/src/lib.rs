@@ -166,8 +166,12 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Only the route template: paths and queries may carry personal data or one-time secrets.
-            let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
-            tracing::info_span!("request", method = %req.method(), route = %route)
+            // Borrowed, and evaluated only when the span is enabled (no allocation per request).
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default()
+            )
         }))
         .with_state(state)
 }

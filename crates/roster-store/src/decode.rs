@@ -14,6 +14,10 @@ pub(crate) trait Cols {
     fn int(&self, col: &str) -> Result<Option<i64>>;
     fn flag(&self, col: &str) -> Result<bool>;
     fn json(&self, col: &str) -> Result<Value>;
+    /// A JSON column straight into a type (drivers holding the text parse it once, not via `Value`).
+    fn parse<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<T> {
+        serde_json::from_value(self.json(col)?).map_err(|_| corrupt(col))
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -44,7 +48,7 @@ pub(crate) fn string_list(v: Value) -> Vec<String> {
 
 /// Columns: `USER_COLS` of `sql_common.rs`.
 pub(crate) fn user<R: Cols>(r: &R) -> Result<User> {
-    let identities: Vec<Identity> = serde_json::from_value(r.json("identities")?).map_err(|_| corrupt("identities"))?;
+    let identities: Vec<Identity> = r.parse("identities")?;
     Ok(User {
         user_id: UserId::from_trusted(req_text(r, "user_id")?),
         connection_id: ConnectionId::from_trusted(req_text(r, "connection_id")?),

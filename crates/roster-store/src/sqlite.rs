@@ -435,6 +435,9 @@ impl Cols for Indexed<'_, '_> {
         self.get(col)
     }
     fn json(&self, col: &str) -> Result<Value> {
+        self.parse(col)
+    }
+    fn parse<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<T> {
         let s: String = self.get(col)?;
         serde_json::from_str(&s).map_err(|_| StoreError::Internal(format!("stored JSON is invalid: {col}").into()))
     }
