@@ -75,7 +75,7 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         let writer = Batcher::start(&path, opts.sqlite_synchronous_full)?;
         let idle = std::sync::Arc::new(Mutex::new(Vec::new()));
         let closed = std::sync::Arc::new(AtomicBool::new(false));
-        end_idle_snapshots(std::sync::Arc::downgrade(&idle), closed.clone(), &path, opts.sqlite_synchronous_full)?;
+        housekeeping(std::sync::Arc::downgrade(&idle), closed.clone(), &path, opts.sqlite_synchronous_full)?;
         Some(Fast { path, idle, closed, writer })
     };
     Ok(SqlBackend { read, write, fast })
@@ -202,7 +202,7 @@ impl Batcher {
     fn start(path: &std::path::Path, full_sync: bool) -> Result<Self> {
         let conn = rusqlite::Connection::open(path).map_err(rusqlite_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(rusqlite_err)?;
-        let sync = if full_sync { "FULL" } else { "NORMAL" };
+        let sync = synchronous(full_sync);
         // Savepoints (one per write of a batch) journal to memory, as the sqlx connections do.
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
@@ -336,6 +336,11 @@ fn count_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
     Ok(())
 }
 
+/// `PRAGMA synchronous` of the write connections.
+fn synchronous(full: bool) -> &'static str {
+    if full { "FULL" } else { "NORMAL" }
+}
+
 /// Housekeeping thread, every [`SNAPSHOT_MAX_AGE`], until the connections are dropped or closed:
 /// - idle connections would keep their snapshots, and a snapshot held open stops checkpoints from
 ///   copying later commits back into the database (the WAL would grow while only writes happen):
@@ -344,16 +349,16 @@ fn count_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
 ///   beside the group-commit writer, whose own 1000-page checkpoint (in its WAL hook) then finds
 ///   little left to copy. The writer's checkpoint is kept: it is the one that completes while no
 ///   write is appending, which lets the next write start the WAL over (bounded WAL).
-fn end_idle_snapshots(
+fn housekeeping(
     idle: std::sync::Weak<Mutex<Vec<ReadConn>>>,
     closed: std::sync::Arc<AtomicBool>,
     path: &std::path::Path,
     full_sync: bool,
 ) -> Result<()> {
     let ckpt = rusqlite::Connection::open(path).map_err(rusqlite_err)?;
-    ckpt.execute_batch(&format!("PRAGMA synchronous={};", if full_sync { "FULL" } else { "NORMAL" })).map_err(rusqlite_err)?;
+    ckpt.execute_batch(&format!("PRAGMA synchronous={};", synchronous(full_sync))).map_err(rusqlite_err)?;
     std::thread::Builder::new()
-        .name("sqlite-snapshots".into())
+        .name("sqlite-housekeeping".into())
         .spawn(move || {
             let mut checkpointed = COMMITS.load(Ordering::SeqCst);
             loop {
