@@ -18,6 +18,20 @@ pub(crate) enum Param {
     Json(Box<serde_json::value::RawValue>),
 }
 
+impl Param {
+    /// The same value. JSON is compared as text: equal text is an equal value, and the rare equal value
+    /// written differently (keys in another order) only costs a needless write.
+    pub(crate) fn same(&self, other: &Param) -> bool {
+        match (self, other) {
+            (Param::Text(a), Param::Text(b)) => a == b,
+            (Param::Int(a), Param::Int(b)) => a == b,
+            (Param::Bool(a), Param::Bool(b)) => a == b,
+            (Param::Json(a), Param::Json(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
 fn text(s: &str) -> Param {
     Param::Text(Some(s.to_owned()))
 }
@@ -174,13 +188,32 @@ pub(crate) fn remember_password(t: &TenantId, user: &UserId, hash: &str, at: Tim
     ]
 }
 
-pub(crate) const UPDATE_USER: &str = "UPDATE users SET email = $3, email_lower = $4, email_verified = $5, username = $6, \
-     phone_number = $7, phone_verified = $8, name = $9, given_name = $10, family_name = $11, nickname = $12, picture = $13, \
-     user_metadata = $14, app_metadata = $15, blocked = $16, identities = $17, updated_at = $18, last_login = $19, \
-     last_ip = $20, logins_count = $21, last_password_reset = $22 WHERE tenant_id = $1 AND user_id = $2";
+/// The columns [`user_fields`] fills, in its order (after `tenant_id` and `user_id`).
+const USER_FIELD_COLUMNS: [&str; 20] = [
+    "email",
+    "email_lower",
+    "email_verified",
+    "username",
+    "phone_number",
+    "phone_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "picture",
+    "user_metadata",
+    "app_metadata",
+    "blocked",
+    "identities",
+    "updated_at",
+    "last_login",
+    "last_ip",
+    "logins_count",
+    "last_password_reset",
+];
 
-/// `$3…$22` of [`UPDATE_USER`], in order; also the tail of an insert.
-fn user_fields(u: &User) -> Vec<Param> {
+/// The values of [`USER_FIELD_COLUMNS`], in order; also the tail of an insert.
+pub(crate) fn user_fields(u: &User) -> Vec<Param> {
     vec![
         opt(u.email.as_ref().map(|e| e.as_str())),
         Param::Text(u.email.as_ref().map(|e| e.as_str().to_lowercase())),
@@ -205,10 +238,26 @@ fn user_fields(u: &User) -> Vec<Param> {
     ]
 }
 
-pub(crate) fn update_user(t: &TenantId, u: &User) -> Vec<Param> {
-    let mut p = vec![text(t.as_str()), text(u.user_id.as_str())];
-    p.extend(user_fields(u));
-    p
+/// The UPDATE that writes `after` over a row whose values were `before` ([`user_fields`] of the user as
+/// read): it assigns only the columns whose value differs, `None` when none does. SQLite rewrites an
+/// index's entry on UPDATE whenever the statement assigns one of the index's columns, whatever the value,
+/// so assigning every column would rewrite all four email and username index entries — four random
+/// pages written to the WAL and checkpointed back — on every metadata change.
+pub(crate) fn update_user(t: &TenantId, before: &[Param], after: &User) -> Option<(String, Vec<Param>)> {
+    let mut sql = String::from("UPDATE users SET ");
+    let mut ps = vec![text(t.as_str()), text(after.user_id.as_str())];
+    for ((col, new), old) in USER_FIELD_COLUMNS.iter().zip(user_fields(after)).zip(before) {
+        if new.same(old) {
+            continue;
+        }
+        if ps.len() > 2 {
+            sql.push_str(", ");
+        }
+        ps.push(new);
+        sql.push_str(&format!("{col} = ${}", ps.len()));
+    }
+    sql.push_str(" WHERE tenant_id = $1 AND user_id = $2");
+    (ps.len() > 2).then_some((sql, ps))
 }
 
 pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, user_id, email, email_lower, email_verified, username, \
@@ -217,7 +266,8 @@ pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, user_id, ema
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
 
 pub(crate) fn insert_user(t: &TenantId, u: &User) -> Vec<Param> {
-    let mut p = update_user(t, u);
+    let mut p = vec![text(t.as_str()), text(u.user_id.as_str())];
+    p.extend(user_fields(u));
     p.push(text(u.connection_id.as_str()));
     p.push(Param::Int(Some(u.created_at.millis())));
     p

@@ -313,8 +313,11 @@ async fn update_user_tx(
         return Ok(None);
     };
     let mut u = user_from_row(&row)?;
+    let before = params::user_fields(&u);
     mutate(&mut u).map_err(StoreError::Rejected)?;
-    bind_params(sqlx::query(params::UPDATE_USER), params::update_user(t, &u)).execute(&mut *c).await?;
+    if let Some((sql, ps)) = params::update_user(t, &before, &u) {
+        bind_params(sqlx::query(AssertSqlSafe(sql)), ps).execute(&mut *c).await?;
+    }
     if let Some(hash) = new_password_hash {
         bind_params(sqlx::query(params::UPSERT_CREDENTIAL), params::credential(t, id, &hash, u.updated_at.millis()))
             .execute(&mut *c)

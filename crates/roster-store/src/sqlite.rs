@@ -140,7 +140,6 @@ struct Sql {
     client_grant: String,
     insert_log: String,
     insert_outbox: String,
-    update_user: String,
     insert_user: String,
     upsert_credential: String,
     charge: String,
@@ -153,7 +152,6 @@ static SQL: std::sync::LazyLock<Sql> = std::sync::LazyLock::new(|| Sql {
     client_grant: numbered(CLIENT_GRANT_SQL),
     insert_log: numbered(params::INSERT_LOG),
     insert_outbox: numbered(params::INSERT_OUTBOX),
-    update_user: numbered(params::UPDATE_USER),
     insert_user: numbered(params::INSERT_USER),
     upsert_credential: numbered(params::UPSERT_CREDENTIAL),
     charge: numbered(params::CHARGE),
@@ -622,8 +620,11 @@ impl Fast {
                     }
                 };
                 let Some(mut u) = found else { return Ok(None) };
+                let before = params::user_fields(&u);
                 mutate(&mut u).map_err(StoreError::Rejected)?;
-                run_sql(c, &SQL.update_user, &params::update_user(&t, &u))?;
+                if let Some((sql, ps)) = params::update_user(&t, &before, &u) {
+                    run_sql(c, &numbered(&sql), &ps)?;
+                }
                 if let Some(h) = &new_password_hash {
                     run_sql(c, &SQL.upsert_credential, &params::credential(&t, &id, h, u.updated_at.millis()))?;
                 }

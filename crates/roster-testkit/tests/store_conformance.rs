@@ -429,6 +429,68 @@ roster_testkit::on_store_backends! {
     attack => attack_counters_are_atomic_windowed_and_scoped;
     account => account_settings_sessions_and_erasure;
     read_your_writes => reads_see_every_acknowledged_write;
+    columns => each_changed_column_is_stored;
+}
+
+/// An update writes only the columns whose value changed: each field changed alone must be stored (and
+/// read back whole), a change of nothing must succeed, and the unique email and username indexes must
+/// still see the new values.
+async fn each_changed_column_is_stored(f: Fixture) {
+    let u = new_user(&f.acme_conn, "cols@example.com", 1);
+    let id = u.user.user_id.clone();
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    type Change = fn(&mut User);
+    let changes: [(&str, Change); 20] = [
+        ("email", |u| u.email = Some(Email::parse("Cols2@Example.com").expect("email"))),
+        ("email_verified", |u| u.email_verified = true),
+        ("username", |u| u.username = Some("cols_user".into())),
+        ("phone_number", |u| u.phone_number = Some("+15550100".into())),
+        ("phone_verified", |u| u.phone_verified = true),
+        ("name", |u| u.name = None),
+        ("given_name", |u| u.given_name = Some("Given".into())),
+        ("family_name", |u| u.family_name = Some("Family".into())),
+        ("nickname", |u| u.nickname = Some("nick".into())),
+        ("picture", |u| u.picture = Some("https://example.com/p.png".into())),
+        ("user_metadata", |u| {
+            u.user_metadata = Metadata::from_trusted(Map::from_iter([("lang".to_owned(), json!("fr"))]))
+        }),
+        ("app_metadata", |u| {
+            u.app_metadata = Metadata::from_trusted(Map::from_iter([("plan".to_owned(), json!({"tier": 2}))]))
+        }),
+        ("blocked", |u| u.blocked = true),
+        ("identities", |u| u.identities[0].profile_data = Some(json!({"email": "cols@example.com"}))),
+        ("updated_at", |u| u.updated_at = Timestamp::from_millis(7)),
+        ("last_login", |u| u.last_login = Some(Timestamp::from_millis(8))),
+        ("last_ip", |u| u.last_ip = Some("192.0.2.9".into())),
+        ("logins_count", |u| u.logins_count = 3),
+        ("last_password_reset", |u| u.last_password_reset = Some(Timestamp::from_millis(9))),
+        ("nothing", |_| {}),
+    ];
+    let mut expected = u.user.clone();
+    for (field, change) in changes {
+        change(&mut expected);
+        let got = f
+            .acme
+            .update_user(
+                &id,
+                Box::new(move |u| {
+                    change(u);
+                    Ok(())
+                }),
+                None,
+                &ev(),
+            )
+            .await
+            .expect("update")
+            .expect("exists");
+        assert_eq!(got, expected, "{field}: the answer");
+        assert_eq!(f.acme.user(&id).await.expect("read").expect("exists"), expected, "{field}: stored");
+    }
+    let other = new_user(&f.acme_conn, "cols2@example.com", 2);
+    assert!(matches!(f.acme.create_user(&other, &ev()).await, Err(StoreError::Conflict(_))), "the new email is indexed");
+    assert!(f.acme.users_by_email("cols@example.com").await.expect("read").is_empty(), "the old one is not");
+    let email = expected.email.as_ref().expect("email").as_str();
+    assert_eq!(f.acme.users_by_email(email).await.expect("read").len(), 1, "the new email is found");
 }
 
 /// SQLite's fast reads keep a read snapshot open between reads; whatever this process commits (the
