@@ -149,6 +149,14 @@ snapshot_ticks() { # file pid...
   : >"$out"
   for pid in "$@"; do [ -r "/proc/$pid/stat" ] && echo "$pid $(proc_ticks "$pid")" >>"$out"; done; return 0
 }
+# Bytes written to the machine's disks so far (whole disks as /sys/block lists them, loop and RAM devices
+# left out; /proc/diskstats counts 512-byte sectors). Writes reach the disk at fsync or at writeback:
+# for durable commits, within the test that made them.
+disk_written_bytes() {
+  local disks
+  disks=$(ls /sys/block 2>/dev/null | grep -Ev '^(loop|ram|zram)' | tr '\n' ' ')
+  awk -v disks=" $disks" '{ if (index(disks, " " $3 " ")) s += $10 } END { printf "%.0f", s * 512 }' /proc/diskstats
+}
 machine_busy_ticks() {
   local cpu user nice system idle iowait irq softirq steal rest
   read -r cpu user nice system idle iowait irq softirq steal rest < /proc/stat
@@ -234,18 +242,18 @@ measure() { # backend test script url
   BENCH_TAG="w" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$BENCH_DIR/$script" "$url" >"$TMP/$backend.$test.warmup" 2>&1 \
     || { cat "$TMP/$backend.$test.warmup" >&2; die "wrk failed"; }
   wait_quiet
-  local m0 m1 w0 w1 c0 c1 pg_pids
+  local m0 m1 w0 w1 c0 c1 d0 d1 pg_pids
   pg_pids=$(postgres_pids)
   children_cpu; c0=$CHILD_CPU
   # shellcheck disable=SC2086
   snapshot_ticks "$TMP/pg0" $pg_pids
   # shellcheck disable=SC2086
   snapshot_ticks "$TMP/srv0" ${SERVER_PIDS:-$SERVER_PID}
-  m0=$(machine_busy_ticks); w0=$(date +%s%N)
+  m0=$(machine_busy_ticks); w0=$(date +%s%N); d0=$(disk_written_bytes)
   log "$backend/$test: measuring ${DURATION}s"
   BENCH_TAG="m" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/$script" "$url" \
     >"$TMP/$backend.$test.wrk" 2>&1 || { cat "$TMP/$backend.$test.wrk" >&2; die "wrk failed"; }
-  w1=$(date +%s%N); m1=$(machine_busy_ticks)
+  w1=$(date +%s%N); m1=$(machine_busy_ticks); d1=$(disk_written_bytes)
   # shellcheck disable=SC2086
   snapshot_ticks "$TMP/srv1" ${SERVER_PIDS:-$SERVER_PID}
   # shellcheck disable=SC2086
@@ -262,6 +270,8 @@ measure() { # backend test script url
   R[$backend.$test.server_cpu]=$(awk -v t="$(ticks_delta "$TMP/srv0" "$TMP/srv1")" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
   R[$backend.$test.pg_cpu]=$(awk -v t="$(ticks_delta "$TMP/pg0" "$TMP/pg1")" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
   R[$backend.$test.machine_cpu]=$(awk -v t=$((m1 - m0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN{printf "%.2f", t/hz/s}')
+  R[$backend.$test.disk_kb]=$(awk -v d=$((d1 - d0)) -v n="${R[$backend.$test.requests]}" \
+    'BEGIN{ if (n > 0) printf "%.1f", d / 1024 / n; else print "n/a" }')
   R[$backend.$test.wrk_cpu]=$(awk -v a="$c0" -v b="$c1" -v s="$secs" 'BEGIN{printf "%.2f", (b-a)/s}')
   R[$backend.$test.other_cpu]=$(awk -v m="${R[$backend.$test.machine_cpu]}" -v a="${R[$backend.$test.server_cpu]}" \
     -v b="${R[$backend.$test.pg_cpu]}" -v c="${R[$backend.$test.wrk_cpu]}" 'BEGIN{o=m-a-b-c; if (o<0) o=0; printf "%.2f", o}')
@@ -272,7 +282,7 @@ measure() { # backend test script url
   local errs=$(( ${R[$k.non2xx]} + ${R[$k.connect]} + ${R[$k.read]} + ${R[$k.write]} + ${R[$k.timeout]} ))
   R[$backend.$test.errors]=$errs
   [ "$errs" -eq 0 ] || { INVALID=1; log "$backend/$test: $errs errors (non-2xx or socket) — run INVALID"; }
-  log "$backend/$test: ${R[$backend.$test.rps]} req/s, p50 ${R[$backend.$test.p50_ms]} ms, p99 ${R[$backend.$test.p99_ms]} ms, errors $errs, CPU server ${R[$backend.$test.server_cpu]} db ${R[$backend.$test.pg_cpu]} wrk ${R[$backend.$test.wrk_cpu]} other ${R[$backend.$test.other_cpu]}"
+  log "$backend/$test: ${R[$backend.$test.rps]} req/s, p50 ${R[$backend.$test.p50_ms]} ms, p99 ${R[$backend.$test.p99_ms]} ms, errors $errs, CPU server ${R[$backend.$test.server_cpu]} db ${R[$backend.$test.pg_cpu]} wrk ${R[$backend.$test.wrk_cpu]} other ${R[$backend.$test.other_cpu]}, disk ${R[$backend.$test.disk_kb]} KiB/request"
 }
 
 # The reference of DESIGN §9's peer figures: nginx serving, as a static file, the very body GET user
@@ -424,6 +434,25 @@ log "argon2id verification rate (roster-auth example hash_rate, 10 s)"
 HASH_JSON=$("$REPO/target/release/examples/hash_rate" 10) || die "hash_rate failed"
 HASH_RATE=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["per_second"])' "$HASH_JSON")
 log "argon2id: $HASH_RATE verifications/s"
+
+# The disk's ceiling for what a durable commit does: 4 KiB pages appended to a file in the folder the
+# SQLite round used, fdatasync after every 40 (a group commit's WAL frames), for 3 s.
+DISK_MBS=$(python3 - "$TMP" <<'DISK_PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "disk-ceiling")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+page, n, t0 = b"\x5a" * 4096, 0, time.monotonic()
+while time.monotonic() - t0 < 3:
+    for _ in range(40):
+        os.write(fd, page)
+    os.fdatasync(fd)
+    n += 1
+print(f"{n * 40 * 4096 / (time.monotonic() - t0) / 1e6:.0f}")
+os.close(fd)
+os.remove(path)
+DISK_PY
+)
+log "disk: $DISK_MBS MB/s of synced 4 KiB appends"
 START=$(date +%s)
 BACKENDS=(sqlite)
 [ "$PG_MODE" = yes ] && BACKENDS+=(postgres)
@@ -462,7 +491,10 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   process, PostgreSQL's processes, wrk, and "other" (the machine's busy time minus those three: the
   kernel's own work not charged to a process, and anything else running). Before each test the script
   waits (up to 30 s) for the machine to be idle; a test during which other processes used more than
-  0.15 cores is flagged as disturbed.
+  0.15 cores is flagged as disturbed. The disk column divides the bytes written to the machine's
+  disks during the measured interval (\`/proc/diskstats\`, whole disks) by the requests answered:
+  a durable write reaches the disk at its commit's fsync, and SQLite's checkpoints copy its pages
+  from the WAL into the database file.
 - Tests: \`GET /healthz\` (baseline); \`GET /api/v2/users/{id}\` with a valid Management API token, rotating
   over every seeded user (\`bench/get_user.lua\`); \`PATCH\` of \`user_metadata\` with a key and value never
   sent before on each request, walking over every user, each a durable commit (SQLite
@@ -500,6 +532,7 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
 | users seeded | $USERS per backend |
 | PostgreSQL | ${PG_VERSION:-not run} |
 | total time | ${ELAPSED} s (without the build) |
+| disk ceiling | $DISK_MBS MB/s of 4 KiB pages appended and \`fdatasync\`ed every 40 pages (a group commit's WAL frames), in the benchmark's temporary folder |
 | argon2id ceiling | $HASH_RATE verifications/s with the default parameters (m=19456 KiB, t=2, p=1) on the server's own pool of $NPROC threads (\`cargo run --release -p roster-auth --example hash_rate -- 10\`) |
 | validity | $([ "$INVALID" = 0 ] && echo "valid: no errors in any test" || echo "**INVALID: errors occurred, see the tables**") |
 | other load | $([ "$DISTURBED" = 0 ] && echo "none noticed (other CPU ≤ 0.15 cores in every test)" || echo "**disturbed: other processes used CPU during some tests (\"other\" column); figures are less reliable**") |
@@ -513,11 +546,11 @@ for b in "${BACKENDS[@]}"; do
   echo "Seeding: ${R[$b.seed]}. Server RSS after the run: $(( ${R[$b.rss_kb]} / 1024 )) MiB. Error lines in the server log: ${R[$b.server_errors]}."
   echo
   if [ "$b" = postgres ]; then
-    echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU PostgreSQL | CPU wrk | CPU other |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU PostgreSQL | CPU wrk | CPU other | disk KiB written per request |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   else
-    echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other | disk KiB written per request |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   fi
   for t in healthz get_user static patch_user token login refused; do
     [ "$t" = static ] && [ "$b" != sqlite ] && continue
@@ -534,7 +567,7 @@ for b in "${BACKENDS[@]}"; do
     sock=$(( ${R[$k.connect]} + ${R[$k.read]} + ${R[$k.write]} + ${R[$k.timeout]} ))
     row="| $label | $(printf '%.0f' "${R[$k.rps]}") | ${R[$k.p50_ms]} | ${R[$k.p99_ms]} | ${R[$k.non2xx]} | $sock | ${R[$k.server_cpu]}"
     [ "$b" = postgres ] && row="$row | ${R[$k.pg_cpu]}"
-    echo "$row | ${R[$k.wrk_cpu]} | ${R[$k.other_cpu]} |"
+    echo "$row | ${R[$k.wrk_cpu]} | ${R[$k.other_cpu]} | ${R[$k.disk_kb]} |"
   done
   g_h=$(ratio "${R[$b.get_user.rps]}" "${R[$b.healthz.rps]}")
   p_g=$(ratio "${R[$b.patch_user.rps]}" "${R[$b.get_user.rps]}")
@@ -555,6 +588,7 @@ for b in "${BACKENDS[@]}"; do
     echo "| for information: \`GET /healthz\` ÷ nginx static file | $(ratio "${R[$b.healthz.rps]}" "${R[nginx.static.rps]}") | | |"
   fi
   echo "| for information: tokens per second of server CPU time | $tps | | |"
+  echo "| for information: PATCH's disk writes (MB/s) ÷ the disk ceiling | $(awk -v k="${R[$b.patch_user.disk_kb]}" -v r="${R[$b.patch_user.rps]}" -v c="$DISK_MBS" 'BEGIN{ if (c > 0) printf "%.2f", k * 1024 * r / 1e6 / c; else print "n/a" }') | | |"
   echo "| for information: server CPU µs per request, healthz / GET / PATCH / token | $(for t in healthz get_user patch_user token; do awk -v c="${R[$b.$t.server_cpu]}" -v r="${R[$b.$t.rps]}" 'BEGIN{printf "%.0f ", c*1e6/r}'; done | sed 's/ $//; s/ / \/ /g') | | |"
   if [ "$INVALID" != 0 ]; then
     echo
