@@ -38,6 +38,9 @@ pub struct TenantCtx {
     pub(crate) blocked_pairs: Mutex<HashMap<String, Instant>>,
     /// Clients read in the last [`CLIENT_TTL`] (see [`TenantCtx::client`]).
     clients: Mutex<HashMap<roster_domain::ClientId, (Instant, roster_store::Client)>>,
+    /// Grants (or their absence) of authenticated clients by audience, read in the last [`CLIENT_TTL`]
+    /// (see [`TenantCtx::client_grant`]).
+    grants: Mutex<HashMap<(roster_domain::ClientId, String), (Instant, Option<roster_store::ClientGrant>)>>,
     /// How hosted pages look (name, colours, logo), read at most once per [`SETTINGS_TTL`].
     look: Mutex<(Option<Instant>, Arc<Look>)>,
 }
@@ -107,6 +110,29 @@ impl TenantCtx {
         Ok(found)
     }
 
+    /// The grant of `client` for `audience`, read from the database at most once per [`CLIENT_TTL`]
+    /// per node, as clients are: every client-credentials token needs it. Ask only for a client that
+    /// authenticated (so the map holds what real clients ask for); a missing grant is remembered too.
+    pub async fn client_grant(
+        &self,
+        client: &roster_domain::ClientId,
+        audience: &str,
+    ) -> Result<Option<roster_store::ClientGrant>, StoreError> {
+        let key = (client.clone(), audience.to_owned());
+        let hit = self.grants.lock().ok().and_then(|m| m.get(&key).filter(|(at, _)| at.elapsed() < CLIENT_TTL).map(|(_, g)| g.clone()));
+        if let Some(g) = hit {
+            return Ok(g);
+        }
+        let found = self.store.client_grant(client, audience).await?;
+        if let Ok(mut m) = self.grants.lock() {
+            if m.len() >= CLIENT_CAPACITY {
+                m.clear();
+            }
+            m.insert(key, (Instant::now(), found.clone()));
+        }
+        Ok(found)
+    }
+
     /// How hosted pages look now (as last read by [`TenantCtx::refresh_look`]).
     pub fn look(&self) -> Arc<Look> {
         match self.look.lock() {
@@ -143,10 +169,14 @@ impl TenantCtx {
         }
     }
 
-    /// Forget a client this node changed or deleted, so its next request reads it again.
+    /// Forget a client this node changed or deleted, and its grants, so its next request reads them
+    /// again.
     pub fn forget_client(&self, id: &roster_domain::ClientId) {
         if let Ok(mut m) = self.clients.lock() {
             m.remove(id);
+        }
+        if let Ok(mut m) = self.grants.lock() {
+            m.retain(|(client, _), _| client != id);
         }
     }
 
@@ -250,6 +280,7 @@ impl TenantCache {
                     attack_settings: Mutex::new(HashMap::new()),
                     blocked_pairs: Mutex::new(HashMap::new()),
                     clients: Mutex::new(HashMap::new()),
+                    grants: Mutex::new(HashMap::new()),
                     look: Mutex::new((None, Arc::new(Look::plain(tenant.name.as_str())))),
                 })
             }

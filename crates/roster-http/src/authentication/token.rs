@@ -248,7 +248,7 @@ async fn client_credentials(
             format!("Service not enabled within domain: {audience}"),
         ));
     }
-    let Some(grant) = tenant.store.client_grant(&client.client_id, audience).await? else {
+    let Some(grant) = tenant.client_grant(&client.client_id, audience).await? else {
         let _ = state.logs.record(tenant.id.clone(), fail(Some(&client.client_id), "No client grant")).await;
         return Err(OAuthError::new(
             StatusCode::FORBIDDEN,
