@@ -40,7 +40,7 @@ pub struct TenantCtx {
     clients: Mutex<HashMap<roster_domain::ClientId, (Instant, roster_store::Client)>>,
     /// Grants (or their absence) of authenticated clients by audience, read in the last [`CLIENT_TTL`]
     /// (see [`TenantCtx::client_grant`]).
-    grants: Mutex<HashMap<(roster_domain::ClientId, String), (Instant, Option<roster_store::ClientGrant>)>>,
+    grants: Mutex<HashMap<GrantKey, (Instant, Option<roster_store::ClientGrant>)>>,
     /// How hosted pages look (name, colours, logo), read at most once per [`SETTINGS_TTL`].
     look: Mutex<(Option<Instant>, Arc<Look>)>,
 }
@@ -77,6 +77,9 @@ pub const BLOCKED_TTL: Duration = Duration::from_millis(500);
 /// How long a node trusts the attack-protection settings it read (a change made on another node
 /// applies within this time; on the same node at once).
 pub const SETTINGS_TTL: Duration = Duration::from_secs(1);
+
+/// A client and an audience.
+type GrantKey = (roster_domain::ClientId, String);
 
 /// A verified token (whole text) and its claims, keyed by its signature segment.
 type VerifiedToken = (Box<str>, Arc<Verified>);
