@@ -2,8 +2,8 @@
 //!
 //! Events that accompany a state change are written in that change's transaction by the store. The
 //! others would each cost a durable commit; here concurrent requests' events are gathered and written
-//! in one transaction, and each request is answered only after its event is committed — durable and
-//! cheap under load.
+//! in one transaction (a few such transactions at once), and each request is answered only after its
+//! event is committed — durable and cheap under load.
 
 use roster_domain::TenantId;
 use roster_domain::log::LogEvent;
@@ -15,6 +15,11 @@ type Reply = oneshot::Sender<Result<(), ()>>;
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Most batches being written at once. One at a time, every request waited for the commit before it
+/// plus its own (on PostgreSQL a network round trip and a WAL flush each); the database groups
+/// concurrent commits itself (SQLite's writer thread batches what it receives).
+const IN_FLIGHT: usize = 4;
+
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<(TenantId, LogEvent, Reply)>,
@@ -23,10 +28,14 @@ pub struct LogSink {
 impl LogSink {
     pub fn start(store: Store) -> Self {
         let (tx, mut rx) = mpsc::channel::<(TenantId, LogEvent, Reply)>(4096);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            let mut replies = Vec::with_capacity(MAX_BATCH);
-            while let Some((t, ev, reply)) = rx.recv().await {
+            while let Some(first) = rx.recv().await {
+                // Wait for a free slot first, so that events arriving meanwhile join this batch.
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                let mut replies = Vec::with_capacity(MAX_BATCH);
+                let (t, ev, reply) = first;
                 batch.push((t, ev));
                 replies.push(reply);
                 while batch.len() < MAX_BATCH {
@@ -38,14 +47,17 @@ impl LogSink {
                         Err(_) => break,
                     }
                 }
-                let result = store.append_logs(&batch).await;
-                if let Err(e) = &result {
-                    tracing::error!(error = ?e, events = batch.len(), "could not write log events");
-                }
-                for r in replies.drain(..) {
-                    let _ = r.send(result.as_ref().map(|_| ()).map_err(|_| ()));
-                }
-                batch.clear();
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let result = store.append_logs(&batch).await;
+                    drop(slot);
+                    if let Err(e) = &result {
+                        tracing::error!(error = ?e, events = batch.len(), "could not write log events");
+                    }
+                    for r in replies {
+                        let _ = r.send(result.as_ref().map(|_| ()).map_err(|_| ()));
+                    }
+                });
             }
         });
         Self { tx }
