@@ -122,7 +122,8 @@ impl TenantCtx {
         audience: &str,
     ) -> Result<Option<roster_store::ClientGrant>, StoreError> {
         let key = (client.clone(), audience.to_owned());
-        let hit = self.grants.lock().ok().and_then(|m| m.get(&key).filter(|(at, _)| at.elapsed() < CLIENT_TTL).map(|(_, g)| g.clone()));
+        let hit =
+            self.grants.lock().ok().and_then(|m| m.get(&key).filter(|(at, _)| at.elapsed() < CLIENT_TTL).map(|(_, g)| g.clone()));
         if let Some(g) = hit {
             return Ok(g);
         }

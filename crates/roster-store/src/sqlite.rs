@@ -745,7 +745,11 @@ mod tests {
         };
         assert_eq!(batch(vec![("a", false), ("dup", false), ("b", false)]), [true, false, true], "a conflict fails alone");
         assert_eq!(keys(), ["a", "b"]);
-        assert_eq!(batch(vec![("c", false), ("d", true), ("e", false)]), [false, false, false], "a half-done write undoes the batch");
+        assert_eq!(
+            batch(vec![("c", false), ("d", true), ("e", false)]),
+            [false, false, false],
+            "a half-done write undoes the batch"
+        );
         assert_eq!(keys(), ["a", "b"], "nothing of that batch is kept");
         assert_eq!(batch(vec![("f", false)]), [true], "the writer goes on");
         assert_eq!(keys(), ["a", "b", "f"]);

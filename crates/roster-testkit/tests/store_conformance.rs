@@ -451,12 +451,8 @@ async fn each_changed_column_is_stored(f: Fixture) {
         ("family_name", |u| u.family_name = Some("Family".into())),
         ("nickname", |u| u.nickname = Some("nick".into())),
         ("picture", |u| u.picture = Some("https://example.com/p.png".into())),
-        ("user_metadata", |u| {
-            u.user_metadata = Metadata::from_trusted(Map::from_iter([("lang".to_owned(), json!("fr"))]))
-        }),
-        ("app_metadata", |u| {
-            u.app_metadata = Metadata::from_trusted(Map::from_iter([("plan".to_owned(), json!({"tier": 2}))]))
-        }),
+        ("user_metadata", |u| u.user_metadata = Metadata::from_trusted(Map::from_iter([("lang".to_owned(), json!("fr"))]))),
+        ("app_metadata", |u| u.app_metadata = Metadata::from_trusted(Map::from_iter([("plan".to_owned(), json!({"tier": 2}))]))),
         ("blocked", |u| u.blocked = true),
         ("identities", |u| u.identities[0].profile_data = Some(json!({"email": "cols@example.com"}))),
         ("updated_at", |u| u.updated_at = Timestamp::from_millis(7)),
