@@ -338,3 +338,60 @@ pub(crate) fn charge(t: &TenantId, c: &crate::model::Charge) -> Vec<Param> {
         Param::Int(Some(c.limit)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The insert binds `user_fields` by position: its column list must be the same columns in the
+    /// same order, between the key and the insert-only columns.
+    #[test]
+    fn insert_columns_follow_user_fields() {
+        let list = INSERT_USER.split_once('(').and_then(|(_, rest)| rest.split_once(')')).map(|(cols, _)| cols).expect("columns");
+        let cols: Vec<&str> = list.split(',').map(str::trim).collect();
+        let mut expected = vec!["tenant_id", "user_id"];
+        expected.extend(USER_FIELD_COLUMNS);
+        expected.extend(["connection_id", "created_at"]);
+        assert_eq!(cols, expected);
+    }
+
+    #[test]
+    fn an_update_assigns_only_changed_columns() {
+        let t = TenantId::from_trusted("ten_x");
+        let mut u = User {
+            user_id: UserId::new_database(),
+            connection_id: ConnectionId::new_random(),
+            email: Some(roster_domain::Email::parse("a@example.com").expect("email")),
+            email_verified: false,
+            username: None,
+            phone_number: None,
+            phone_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            nickname: None,
+            picture: None,
+            user_metadata: roster_domain::Metadata::empty(),
+            app_metadata: roster_domain::Metadata::empty(),
+            blocked: false,
+            identities: vec![],
+            created_at: Timestamp::from_millis(1),
+            updated_at: Timestamp::from_millis(1),
+            last_login: None,
+            last_ip: None,
+            logins_count: 0,
+            last_password_reset: None,
+        };
+        let before = user_fields(&u);
+        assert!(update_user(&t, &before, &u).is_none(), "nothing changed, nothing written");
+        u.user_metadata =
+            roster_domain::Metadata::from_trusted(serde_json::Map::from_iter([("k".to_owned(), serde_json::json!(1))]));
+        u.updated_at = Timestamp::from_millis(2);
+        let (sql, ps) = update_user(&t, &before, &u).expect("changed");
+        assert_eq!(sql, "UPDATE users SET user_metadata = $3, updated_at = $4 WHERE tenant_id = $1 AND user_id = $2");
+        assert_eq!(ps.len(), 4);
+        u.email = Some(roster_domain::Email::parse("b@example.com").expect("email"));
+        let (sql, _) = update_user(&t, &before, &u).expect("changed");
+        assert!(sql.starts_with("UPDATE users SET email = $3, email_lower = $4, user_metadata = $5"), "{sql}");
+    }
+}
