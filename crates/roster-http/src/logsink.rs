@@ -10,7 +10,7 @@ use roster_domain::log::LogEvent;
 use roster_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<(), ()>>;
+type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -55,7 +55,7 @@ impl LogSink {
                         tracing::error!(error = ?e, events = batch.len(), "could not write log events");
                     }
                     for r in replies {
-                        let _ = r.send(result.as_ref().map(|_| ()).map_err(|_| ()));
+                        let _ = r.send(result.as_ref().map(|_| ()).map_err(StoreError::for_another_caller));
                     }
                 });
             }
@@ -66,11 +66,9 @@ impl LogSink {
     /// Write one event; returns once it is committed.
     pub async fn record(&self, tenant: TenantId, event: LogEvent) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        let unavailable = || StoreError::Config("log writer stopped".into());
-        self.tx.send((tenant, event, reply)).await.map_err(|_| unavailable())?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(unavailable()),
-        }
+        let stopped = || StoreError::Config("log writer stopped".into());
+        self.tx.send((tenant, event, reply)).await.map_err(|_| stopped())?;
+        // A database that cannot be reached is told as such (503); the sink gone is a 500.
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 }

@@ -48,6 +48,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// This error as told to another caller of the same shared write (a batch): an unavailable
+    /// database stays unavailable (503, try again), anything else is an internal error.
+    pub fn for_another_caller(&self) -> Self {
+        match self {
+            Self::Unavailable(_) => Self::Unavailable(sqlx::Error::PoolTimedOut),
+            _ => Self::Internal("a write shared with other requests failed".into()),
+        }
+    }
+
     pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(e))
     }
