@@ -84,8 +84,8 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
 /// Group commit. SQLite with `synchronous=FULL` pays one fsync per commit; under concurrency that, not
 /// the SQL, bounds the write rate. The hot writes (user create/update, log and outbox rows) queue here;
 /// one OS thread with its own `rusqlite` connection runs every queued write inside one transaction (a
-/// write that fails before changing a row fails alone; see [`run_batch`]), commits once, and only then answers
-/// each caller. Nothing is acknowledged before it is durable, and no statement pays an async hop.
+/// write that fails before changing a row fails alone; see [`run_batch`]), commits once, and only then
+/// answers each caller. Nothing is acknowledged before it is durable, and no statement pays an async hop.
 /// Other (rare, administrative) writes use the sqlx write pool; the two writers serialize on SQLite's
 /// write lock (`BEGIN IMMEDIATE` and a busy timeout).
 pub(crate) struct Batcher {
@@ -258,7 +258,7 @@ fn exec_cached(c: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
 /// as it was (SQLite undoes a failing statement's own changes), so it fails alone and the others are
 /// committed: that is every refusal in practice (validation before the first statement, a uniqueness
 /// conflict on the first). A write that fails *after* changing rows cannot be undone alone without a
-/// savepoint per write, which cost ~7% of the writer's time; then the whole batch is rolled back and
+/// savepoint per write, which cost ~10% of the writer's time; then the whole batch is rolled back and
 /// every write in it fails — only I/O-class errors do that, and they fail the commit anyway.
 fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
     if let Err(e) = exec_cached(c, "BEGIN IMMEDIATE") {
@@ -292,6 +292,7 @@ fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
     }
 }
 
+/// Inline read-only `rusqlite` connections for point reads.
 pub(crate) struct Fast {
     path: PathBuf,
     idle: std::sync::Arc<Mutex<Vec<ReadConn>>>,
