@@ -2,6 +2,8 @@
 //! the rusqlite group-commit writer of SQLite. Values are computed once, here, as [`Param`]s, so the
 //! drivers cannot disagree about what a column receives.
 
+use std::fmt::Write as _;
+
 use roster_domain::log::LogEvent;
 use roster_domain::user::User;
 use roster_domain::{ClientId, ConnectionId, TenantId, Timestamp, UserId};
@@ -254,7 +256,7 @@ pub(crate) fn update_user(t: &TenantId, before: &[Param], after: &User) -> Optio
             sql.push_str(", ");
         }
         ps.push(new);
-        sql.push_str(&format!("{col} = ${}", ps.len()));
+        let _ = write!(sql, "{col} = ${}", ps.len());
     }
     sql.push_str(" WHERE tenant_id = $1 AND user_id = $2");
     (ps.len() > 2).then_some((sql, ps))
