@@ -16,6 +16,7 @@ use roster_domain::UserId;
 use roster_domain::user::User;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 use crate::account::{self, AccountError, Actor, Settings};
 use crate::authentication::token::user_agent;
@@ -28,7 +29,7 @@ use crate::tenant::TenantCtx;
 /// (present and not blocked).
 pub struct Me<R> {
     pub auth: Authorized<R>,
-    pub user: User,
+    pub user: Arc<User>,
     /// The tenant's account settings (the portal is enabled: else the request was refused).
     pub settings: Settings,
 }
@@ -50,7 +51,7 @@ impl<R: Requirement + Send + Sync> FromRequestParts<AppState> for Me<R> {
     }
 }
 
-async fn load(t: &TenantCtx, id: &UserId) -> Result<User, ApiError> {
+async fn load(t: &TenantCtx, id: &UserId) -> Result<Arc<User>, ApiError> {
     match t.store.user(id).await? {
         // A deleted account's tokens stop working at once, as a blocked user's do.
         None => Err(ApiError::unauthorized("The user of this token no longer exists")),

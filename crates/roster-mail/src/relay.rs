@@ -283,7 +283,7 @@ impl Relay {
             Some(id) => ts.user(id).await.map_err(Failure::store)?,
             None => None,
         };
-        let mut user = match stored {
+        let mut user = match stored.map(std::sync::Arc::unwrap_or_clone) {
             Some(u) => json!({
                 "user_id": u.user_id.as_str(), "email": u.email.as_ref().map(|e| e.to_string()), "email_verified": u.email_verified,
                 "name": u.name, "nickname": u.nickname, "given_name": u.given_name, "family_name": u.family_name,

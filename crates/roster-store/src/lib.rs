@@ -15,6 +15,7 @@ mod params;
 mod postgres;
 mod repo;
 mod sqlite;
+mod user_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,11 +49,20 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long to wait for a pooled connection before failing.
     pub acquire_timeout: Duration,
+    /// Users a node keeps in memory after reading them by id (SQLite only; 0 = none). See
+    /// `user_cache.rs` for why every copy served is current.
+    pub user_cache_capacity: usize,
 }
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), sqlite_synchronous_full: true, max_connections: 8, acquire_timeout: Duration::from_secs(5) }
+        Self {
+            url: url.into(),
+            sqlite_synchronous_full: true,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            user_cache_capacity: 10_000,
+        }
     }
 }
 
@@ -202,7 +212,8 @@ impl TenantStore {
         let effects = effects.into();
         self.queued(self.backend.create_user(&self.tenant, new, &effects).await, &effects)
     }
-    pub async fn user(&self, id: &UserId) -> Result<Option<User>> {
+    /// A user by id. Shared: the SQLite backend may answer from its node cache of users.
+    pub async fn user(&self, id: &UserId) -> Result<Option<Arc<User>>> {
         self.backend.user(&self.tenant, id).await
     }
     /// Read-modify-write of one user under a row lock: `mutate` sees the current row and edits it; the

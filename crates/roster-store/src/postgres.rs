@@ -2,6 +2,7 @@
 //! transactions on the same row, so concurrent metadata merges never lose a key.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -39,6 +40,7 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
 
 /// Nothing to tell after a commit: every PostgreSQL read is its own transaction on the server.
 fn written() {}
+fn written_outbox() {}
 
 /// PostgreSQL's driver is async end to end and the server batches concurrent commits itself (its WAL
 /// writer flushes many at once): no separate fast path (this type has no values).
@@ -48,7 +50,7 @@ impl Fast {
     pub(crate) fn close(&self) {
         match *self {}
     }
-    pub(crate) fn user(&self, _: &TenantId, _: &UserId) -> Result<Option<User>> {
+    pub(crate) fn user(&self, _: &TenantId, _: &UserId) -> Result<Option<Arc<User>>> {
         match *self {}
     }
     pub(crate) fn client(&self, _: &TenantId, _: &ClientId) -> Result<Option<Client>> {

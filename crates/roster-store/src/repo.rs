@@ -1,6 +1,8 @@
 //! The capability traits each backend implements. Private to the crate: outside code reaches them
 //! only through `Store` (operator-level) and `TenantStore` (one tenant).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use roster_domain::ValidationError;
 use roster_domain::log::LogEvent;
@@ -56,7 +58,7 @@ pub(crate) trait ClientRepo: Send + Sync {
 #[async_trait]
 pub(crate) trait UserRepo: Send + Sync {
     async fn create_user(&self, t: &TenantId, new: &NewUser, effects: &Effects) -> Result<()>;
-    async fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>>;
+    async fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<Arc<User>>>;
     async fn update_user(
         &self,
         t: &TenantId,

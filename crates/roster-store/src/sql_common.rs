@@ -808,7 +808,7 @@ impl UserRepo for SqlBackend {
         self.in_tx(move |c| Box::pin(async move { create_user_tx(c, &t, &new, &effects).await })).await
     }
 
-    async fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
+    async fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<Arc<User>>> {
         if let Some(f) = &self.fast {
             return f.user(t, id);
         }
@@ -817,7 +817,7 @@ impl UserRepo for SqlBackend {
             .bind(id.as_str())
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(user_from_row).transpose()
+        row.as_ref().map(|r| user_from_row(r).map(Arc::new)).transpose()
     }
 
     async fn update_user(

@@ -75,7 +75,10 @@ impl MailRepo for SqlBackend {
         .bind(i64::from(limit))
         .fetch_all(&self.write)
         .await?;
-        written();
+        // A poll that found nothing due changed nothing: most polls, and no reader need hear of them.
+        if !rows.is_empty() {
+            written_outbox();
+        }
         rows.iter()
             .map(|r| {
                 Ok(ClaimedMail {
@@ -131,7 +134,7 @@ impl MailRepo for SqlBackend {
             .bind(at.millis())
             .execute(&self.write)
             .await?;
-        written();
+        written_outbox();
         Ok(done.rows_affected() == 1)
     }
 

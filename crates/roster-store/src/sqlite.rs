@@ -9,14 +9,15 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::OpenFlags;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::user_cache::UserCache;
 use crate::{ConflictKind, Result, StoreError, StoreOptions};
 
 type Db = sqlx::Sqlite;
@@ -73,10 +74,10 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
         None
     } else {
         let writer = Batcher::start(&path, opts.sqlite_synchronous_full)?;
-        let idle = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let idle = Arc::new(Mutex::new(Vec::new()));
         let closed = std::sync::Arc::new(AtomicBool::new(false));
         housekeeping(std::sync::Arc::downgrade(&idle), closed.clone(), &path, opts.sqlite_synchronous_full)?;
-        Some(Fast { path, idle, closed, writer })
+        Some(Fast { path, idle, closed, writer, users: UserCache::new(opts.user_cache_capacity).map(Arc::new) })
     };
     Ok(SqlBackend { read, write, fast })
 }
@@ -229,12 +230,29 @@ impl Batcher {
 
     /// Queue a write and wait for its durable commit.
     async fn submit<T: Send + 'static>(&self, op: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        self.submit_then(op, || {}).await
+    }
+
+    /// Queue a write and wait for its durable commit; `after` runs on the writer thread once the
+    /// batch's commit (or rollback) is done and counted, before the caller is answered, and whether
+    /// or not the caller still waits.
+    async fn submit_then<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+        after: impl FnOnce() + Send + 'static,
+    ) -> Result<T> {
         let (reply, rx) = tokio::sync::oneshot::channel::<Result<T>>();
         let reply: Reply<T> = std::sync::Arc::new(Mutex::new(Some(reply)));
         let abort_reply = reply.clone();
         let job = Job {
             run: Box::new(move |c| match op(c) {
-                Ok(v) => Done { ok: true, finish: Box::new(move |commit: Result<()>| answer(&reply, commit.map(|()| v))) },
+                Ok(v) => Done {
+                    ok: true,
+                    finish: Box::new(move |commit: Result<()>| {
+                        after();
+                        answer(&reply, commit.map(|()| v))
+                    }),
+                },
                 Err(e) => Done { ok: false, finish: Box::new(move |_| answer(&reply, Err(e))) },
             }),
             abort: Box::new(move |e| answer(&abort_reply, Err(e))),
@@ -299,6 +317,8 @@ pub(crate) struct Fast {
     closed: std::sync::Arc<AtomicBool>,
     /// The group-commit writer for the hot writes.
     writer: Batcher,
+    /// Users read by id (`None`: turned off).
+    users: Option<Arc<UserCache>>,
 }
 
 /// Idle fast-read connections kept open.
@@ -314,9 +334,21 @@ static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// this process end every older snapshot before their callers are answered.
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(10);
 
+/// Commits of the sqlx write pool, counted after [`COMMITS`]: a user copy read under an older count
+/// is stale (see `user_cache.rs`). A reader loads this before `COMMITS`, so a copy read under the
+/// newer count was read from a snapshot that includes the commit.
+static POOL_COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A write of the sqlx write pool was committed (its connections have no WAL hook: installing one
 /// would take `unsafe`). Called after the commit returns, before the caller is answered.
 fn written() {
+    COMMITS.fetch_add(1, Ordering::SeqCst);
+    POOL_COMMITS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// [`written`] for a commit of the write pool that changed outbox rows and nothing else (the mail
+/// relay's bookkeeping, every poll that finds mail): read snapshots end, user copies stay.
+fn written_outbox() {
     COMMITS.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -514,6 +546,11 @@ impl Fast {
     /// process, and it is younger than [`SNAPSHOT_MAX_AGE`]. A read therefore sees every write this
     /// process acknowledged before it began, exactly as with one transaction per read.
     fn run<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        self.run_seen(f).map(|(v, _)| v)
+    }
+
+    /// [`Fast::run`], also giving the commit count read before the read began.
+    fn run_seen<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<(T, u64)> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
@@ -538,7 +575,7 @@ impl Fast {
         {
             v.push(rc);
         }
-        out
+        out.map(|v| (v, commits))
     }
 
     fn one<T>(
@@ -557,8 +594,38 @@ impl Fast {
         })
     }
 
-    pub(crate) fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>> {
-        self.one(&SQL.user_by_id, &[&t.as_str(), &id.as_str()], |r| decode::user(&Indexed { row: r, names: USER_COLUMNS }))
+    pub(crate) fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<Arc<User>>> {
+        let read = |c: &rusqlite::Connection| {
+            let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
+            let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
+            match rows.next().map_err(rusqlite_err)? {
+                Some(r) => decode::user(&Indexed { row: r, names: USER_COLUMNS }).map(|u| Some(Arc::new(u))),
+                None => Ok(None),
+            }
+        };
+        let Some(cache) = &self.users else { return self.run(read) };
+        self.check_open()?;
+        // The pool's count before the commit count (see `POOL_COMMITS`).
+        let pool = POOL_COMMITS.load(Ordering::SeqCst);
+        if let Some(u) = cache.get(t, id, pool) {
+            return Ok(Some(u));
+        }
+        let (found, commits) = self.run_seen(read)?;
+        if let Some(u) = &found {
+            cache.put(t, u, pool, commits, || COMMITS.load(Ordering::SeqCst));
+        }
+        Ok(found)
+    }
+
+    /// Forget the cached copy of a user once the write that changes it is committed (run on the
+    /// writer thread, so a caller that stops waiting cannot skip it).
+    fn forget_after(&self, t: &TenantId, id: &UserId) -> impl FnOnce() + Send + 'static {
+        let target = self.users.clone().map(|c| (c, t.clone(), id.clone()));
+        move || {
+            if let Some((c, t, id)) = target {
+                c.forget(&t, &id);
+            }
+        }
     }
 
     pub(crate) fn client(&self, t: &TenantId, id: &ClientId) -> Result<Option<Client>> {
@@ -605,28 +672,32 @@ impl Fast {
         effects: Effects,
     ) -> Result<Option<User>> {
         self.check_open()?;
+        let forget = self.forget_after(&t, &id);
         self.writer
-            .submit(move |c| {
-                let found = {
-                    let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
-                    let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
-                    match rows.next().map_err(rusqlite_err)? {
-                        Some(r) => Some(decode::user(&Indexed { row: r, names: USER_COLUMNS })?),
-                        None => None,
+            .submit_then(
+                move |c| {
+                    let found = {
+                        let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
+                        let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
+                        match rows.next().map_err(rusqlite_err)? {
+                            Some(r) => Some(decode::user(&Indexed { row: r, names: USER_COLUMNS })?),
+                            None => None,
+                        }
+                    };
+                    let Some(mut u) = found else { return Ok(None) };
+                    let before = params::user_fields(&u);
+                    mutate(&mut u).map_err(StoreError::Rejected)?;
+                    if let Some((sql, ps)) = params::update_user(&t, &before, &u) {
+                        run_sql(c, &numbered(&sql), &ps)?;
                     }
-                };
-                let Some(mut u) = found else { return Ok(None) };
-                let before = params::user_fields(&u);
-                mutate(&mut u).map_err(StoreError::Rejected)?;
-                if let Some((sql, ps)) = params::update_user(&t, &before, &u) {
-                    run_sql(c, &numbered(&sql), &ps)?;
-                }
-                if let Some(h) = &new_password_hash {
-                    run_sql(c, &SQL.upsert_credential, &params::credential(&t, &id, h, u.updated_at.millis()))?;
-                }
-                write_effects(c, &t, &effects)?;
-                Ok(Some(u))
-            })
+                    if let Some(h) = &new_password_hash {
+                        run_sql(c, &SQL.upsert_credential, &params::credential(&t, &id, h, u.updated_at.millis()))?;
+                    }
+                    write_effects(c, &t, &effects)?;
+                    Ok(Some(u))
+                },
+                forget,
+            )
             .await
     }
 
@@ -646,15 +717,19 @@ impl Fast {
 
     pub(crate) async fn create_user(&self, t: TenantId, new: NewUser, effects: Effects) -> Result<()> {
         self.check_open()?;
+        let forget = self.forget_after(&t, &new.user.user_id);
         self.writer
-            .submit(move |c| {
-                let u = &new.user;
-                run_sql(c, &SQL.insert_user, &params::insert_user(&t, u))?;
-                if let Some(h) = &new.password_hash {
-                    run_sql(c, &SQL.upsert_credential, &params::credential(&t, &u.user_id, h, u.created_at.millis()))?;
-                }
-                write_effects(c, &t, &effects)
-            })
+            .submit_then(
+                move |c| {
+                    let u = &new.user;
+                    run_sql(c, &SQL.insert_user, &params::insert_user(&t, u))?;
+                    if let Some(h) = &new.password_hash {
+                        run_sql(c, &SQL.upsert_credential, &params::credential(&t, &u.user_id, h, u.created_at.millis()))?;
+                    }
+                    write_effects(c, &t, &effects)
+                },
+                forget,
+            )
             .await
     }
 

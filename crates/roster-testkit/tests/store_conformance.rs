@@ -141,7 +141,7 @@ async fn uniqueness(f: Fixture) {
         Err(StoreError::Conflict(ConflictKind::Email))
     ));
     assert_eq!(
-        f.acme.user(&d.user.user_id).await.expect("r").expect("e").email.map(|e| e.to_string()).as_deref(),
+        f.acme.user(&d.user.user_id).await.expect("r").expect("e").email.as_ref().map(|e| e.to_string()).as_deref(),
         Some("d@example.com")
     );
 }
@@ -156,7 +156,7 @@ async fn update_merge_password_and_logs(f: Fixture) {
     let got = apply(&f.acme, &id, json!({"user_metadata": {}, "app_metadata": {"plan": "pro"}})).await.expect("u").expect("e");
     assert_eq!(got.user_metadata.into_value(), json!({}));
     let read = f.acme.user(&id).await.expect("r").expect("e");
-    assert_eq!(read.app_metadata.into_value(), json!({"plan": "pro"}), "the write is visible to a fresh read");
+    assert_eq!(read.app_metadata.clone().into_value(), json!({"plan": "pro"}), "the write is visible to a fresh read");
     assert!(read.updated_at > u.user.updated_at);
 
     // A refused mutation rolls back and changes nothing.
@@ -430,6 +430,32 @@ roster_testkit::on_store_backends! {
     account => account_settings_sessions_and_erasure;
     read_your_writes => reads_see_every_acknowledged_write;
     columns => each_changed_column_is_stored;
+    abandoned_write => a_read_agrees_with_the_database_after_an_abandoned_write;
+}
+
+/// A node may answer reads of a user from memory (SQLite's user cache). A write whose caller stopped
+/// waiting after it was queued (a client that hung up) is still committed or not as a whole, and a
+/// read after it must agree with a fresh store's read of the database either way.
+async fn a_read_agrees_with_the_database_after_an_abandoned_write(f: Fixture) {
+    let (a, b) = (new_user(&f.acme_conn, "abandon-a@example.com", 1), new_user(&f.acme_conn, "abandon-b@example.com", 1));
+    let (id_a, id_b) = (a.user.user_id.clone(), b.user.user_id.clone());
+    f.acme.create_user(&a, &ev()).await.expect("create");
+    f.acme.create_user(&b, &ev()).await.expect("create");
+    for round in 0..20 {
+        let before = f.acme.user(&id_a).await.expect("read").expect("exists");
+        let name = format!("abandoned-{round}");
+        // One poll queues the write; then its caller goes away.
+        let abandoned = apply(&f.acme, &id_a, json!({ "name": name }));
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, abandoned).await;
+        // A later write through the same writer: once it is acknowledged, the abandoned one is done.
+        apply(&f.acme, &id_b, json!({ "user_metadata": { "round": round } })).await.expect("update").expect("exists");
+        let cached = f.acme.user(&id_a).await.expect("read").expect("exists");
+        let fresh = f._db.store().await.tenant(f.acme.tenant_id().clone()).user(&id_a).await.expect("read").expect("exists");
+        assert_eq!(cached.name, fresh.name, "round {round}: the node's read and the database agree");
+        if cached.name != before.name {
+            assert_eq!(cached.name.as_deref(), Some(name.as_str()));
+        }
+    }
 }
 
 /// An update writes only the columns whose value changed: each field changed alone must be stored (and
@@ -480,7 +506,7 @@ async fn each_changed_column_is_stored(f: Fixture) {
             .expect("update")
             .expect("exists");
         assert_eq!(got, expected, "{field}: the answer");
-        assert_eq!(f.acme.user(&id).await.expect("read").expect("exists"), expected, "{field}: stored");
+        assert_eq!(*f.acme.user(&id).await.expect("read").expect("exists"), expected, "{field}: stored");
     }
     let other = new_user(&f.acme_conn, "cols2@example.com", 2);
     assert!(matches!(f.acme.create_user(&other, &ev()).await, Err(StoreError::Conflict(_))), "the new email is indexed");
@@ -709,6 +735,8 @@ async fn tickets_are_single_use_and_expire(f: Fixture) {
         .with_ticket(ticket(&id, ticket_kind::EMAIL_VERIFICATION, "v", far))
         .with_ticket(ticket(&id, ticket_kind::EMAIL_VERIFICATION, "old", Timestamp::now().millis() - 1));
     f.acme.create_user(&new, effects).await.expect("create");
+    // Read once first: the winner's change below must replace what a node may keep of this read.
+    assert_eq!(f.acme.user(&id).await.expect("read").expect("exists").name.as_deref(), Some("t@example.com"));
     let now = Timestamp::now();
     let got = f.acme.ticket("hash-a").await.expect("read").expect("exists");
     assert_eq!(

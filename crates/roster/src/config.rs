@@ -31,6 +31,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `full` (every commit reaches the disk; the default) or `normal`.
     pub sqlite_synchronous: String,
+    /// Users kept in memory after a read by id (SQLite only; 0 = none).
+    pub user_cache_size: usize,
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `roster_http=debug,info`. `RUST_LOG` wins when set.
     pub log_level: String,
@@ -89,6 +91,7 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 8,
             sqlite_synchronous: "full".into(),
+            user_cache_size: 10_000,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
             metadata_max_bytes: 16 * 1024,

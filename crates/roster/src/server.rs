@@ -23,6 +23,7 @@ pub fn store_options(cfg: &Config) -> StoreOptions {
     let mut o = StoreOptions::new(cfg.database_url());
     o.sqlite_synchronous_full = cfg.sqlite_synchronous != "normal";
     o.max_connections = cfg.database_max_connections;
+    o.user_cache_capacity = cfg.user_cache_size;
     o
 }
 

@@ -16,6 +16,7 @@ use roster_domain::{ConnectionId, Timestamp, UserId};
 use roster_store::{Effects, Job, ticket_kind};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 use super::api_event;
@@ -122,7 +123,9 @@ pub async fn password_change(
     machine_only(&auth)?;
     let t = &auth.tenant;
     let user = match (&body.user_id, &body.email, &body.connection_id) {
-        (Some(id), None, None) => t.store.user(&parse_user_id(id)?).await?.ok_or_else(ApiError::not_found_user)?,
+        (Some(id), None, None) => {
+            Arc::unwrap_or_clone(t.store.user(&parse_user_id(id)?).await?.ok_or_else(ApiError::not_found_user)?)
+        }
         (None, Some(email), Some(conn)) => {
             let conn = ConnectionId::parse(conn).map_err(|_| invalid("connection_id is not a connection id"))?;
             t.store.user_by_login(&conn, email).await?.map(|(u, _)| u).ok_or_else(ApiError::not_found_user)?

@@ -422,7 +422,7 @@ pub async fn update_user(
     };
     if let (Some(email), Some(user)) = (new_email, &current) {
         // The mail goes to the new address and the ticket verifies that address only.
-        let mut draft = user.clone();
+        let mut draft = User::clone(user);
         draft.email = Some(email);
         let connection = t.store.connection(&user.connection_id).await?.map(|c| c.name).unwrap_or_default();
         if let Some((ticket, mail)) = tickets::verification(&state, t, &draft, None, &connection).await? {

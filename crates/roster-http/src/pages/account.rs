@@ -841,7 +841,7 @@ pub struct TicketForm {
 async fn link_target(t: &TenantCtx, token: &str, kind: &str) -> Result<Option<(roster_store::Ticket, User)>, ()> {
     let Some(ticket) = tickets::live(t, token, kind).await.map_err(|_| ())? else { return Ok(None) };
     let user = t.store.user(&ticket.user_id).await.map_err(|_| ())?;
-    Ok(user.map(|u| (ticket, u)))
+    Ok(user.map(|u| (ticket, Arc::unwrap_or_clone(u))))
 }
 
 /// What a link's form post starts with: the CSRF token, then a live ticket of `kind` and its user —

@@ -17,6 +17,7 @@ use roster_domain::log::{LogEvent, LogType};
 use roster_domain::user::User;
 use roster_store::{AuthCode, Client, Session};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::{CookieSpec, cookie, csrf_ok, csrf_token, error_page, esc, notice, page, redirect, with_cookie};
 use crate::authentication::issue::{Grant, decide};
@@ -191,7 +192,7 @@ pub(crate) async fn session_user(state: &AppState, t: &TenantCtx, headers: &Head
     let value = cookie(headers, &session_cookie_name(state, t))?;
     let s = t.store.session(&roster_auth::secret::hash_secret(&value), Timestamp::now()).await.ok()??;
     let user = t.store.user(&s.user_id).await.ok()??;
-    (!user.blocked).then_some((s, user))
+    (!user.blocked).then(|| (s, Arc::unwrap_or_clone(user)))
 }
 
 /// The terms page a login stops at when the tenant published terms the user has not accepted yet;

@@ -17,6 +17,7 @@ use roster_domain::log::{LogEvent, LogType};
 use roster_store::{Effects, Redeemed, Revocation, StoreError, Ticket, ticket_kind};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
 use super::{csrf_ok, csrf_token, error_page, esc, notice, page, redirect, ticket_button, with_cookie};
 use crate::authentication::change_password::{ResetRefusal, SENT, request_reset};
@@ -140,7 +141,7 @@ async fn reset_target(
     };
     let Ok(Some(user)) = t.store.user(&ticket.user_id).await else { return Err(dead_link(t, true)) };
     let Ok(Some(connection)) = t.store.connection(&user.connection_id).await else { return Err(dead_link(t, true)) };
-    Ok((ticket, user, connection))
+    Ok((ticket, Arc::unwrap_or_clone(user), connection))
 }
 
 /// `GET /t/{tenant}/u/reset-password[?ticket=…]`
