@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -27,11 +28,27 @@ include!("sql_tickets.rs");
 include!("sql_attack.rs");
 include!("sql_account.rs");
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     let conn = PgConnectOptions::from_str(&opts.url).map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
     let pool = PgPoolOptions::new()
         .max_connections(opts.max_connections.max(2))
         .acquire_timeout(opts.acquire_timeout)
+        // sqlx pings a connection before every checkout by default: a round trip as long as the
+        // query it precedes (and another ping follows every release). A connection in steady use is
+        // known to be alive; test only one that sat idle, as pgx does. A connection that died while
+        // busy (a server restart) fails its next query with a 503 and is closed on release.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
