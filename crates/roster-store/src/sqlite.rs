@@ -75,8 +75,8 @@ pub(crate) async fn connect(opts: &StoreOptions) -> Result<SqlBackend> {
     } else {
         let writer = Batcher::start(&path, opts.sqlite_synchronous_full)?;
         let idle = Arc::new(Mutex::new(Vec::new()));
-        let closed = std::sync::Arc::new(AtomicBool::new(false));
-        housekeeping(std::sync::Arc::downgrade(&idle), closed.clone(), &path, opts.sqlite_synchronous_full)?;
+        let closed = Arc::new(AtomicBool::new(false));
+        housekeeping(Arc::downgrade(&idle), closed.clone(), &path, opts.sqlite_synchronous_full)?;
         Some(Fast { path, idle, closed, writer, users: UserCache::new(opts.user_cache_capacity).map(Arc::new) })
     };
     Ok(SqlBackend { read, write, fast })
@@ -233,9 +233,9 @@ impl Batcher {
         self.submit_then(op, || {}).await
     }
 
-    /// Queue a write and wait for its durable commit; `after` runs on the writer thread once the
-    /// batch's commit (or rollback) is done and counted, before the caller is answered, and whether
-    /// or not the caller still waits.
+    /// Queue a write and wait for its durable commit. When `op` succeeded, `after` runs on the writer
+    /// thread once the batch's commit (or rollback) is done and counted, before the caller is
+    /// answered, and whether or not the caller still waits. (A failed `op` changed nothing.)
     async fn submit_then<T: Send + 'static>(
         &self,
         op: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
@@ -307,6 +307,16 @@ fn run_batch(c: &rusqlite::Connection, batch: Vec<Job>) {
     for d in dones {
         let outcome = if committed && d.ok { Ok(()) } else { Err(err.take().unwrap_or_else(not_committed)) };
         (d.finish)(outcome);
+    }
+}
+
+/// A user by id, on any connection (a fast-read one, or the writer's inside its transaction).
+fn user_row(c: &rusqlite::Connection, t: &TenantId, id: &UserId) -> Result<Option<User>> {
+    let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
+    let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
+    match rows.next().map_err(rusqlite_err)? {
+        Some(r) => decode::user(&Indexed { row: r, names: USER_COLUMNS }).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -595,14 +605,7 @@ impl Fast {
     }
 
     pub(crate) fn user(&self, t: &TenantId, id: &UserId) -> Result<Option<Arc<User>>> {
-        let read = |c: &rusqlite::Connection| {
-            let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
-            let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
-            match rows.next().map_err(rusqlite_err)? {
-                Some(r) => decode::user(&Indexed { row: r, names: USER_COLUMNS }).map(|u| Some(Arc::new(u))),
-                None => Ok(None),
-            }
-        };
+        let read = |c: &rusqlite::Connection| Ok(user_row(c, t, id)?.map(Arc::new));
         let Some(cache) = &self.users else { return self.run(read) };
         self.check_open()?;
         // The pool's count before the commit count (see `POOL_COMMITS`).
@@ -676,15 +679,7 @@ impl Fast {
         self.writer
             .submit_then(
                 move |c| {
-                    let found = {
-                        let mut st = c.prepare_cached(&SQL.user_by_id).map_err(rusqlite_err)?;
-                        let mut rows = st.query([t.as_str(), id.as_str()]).map_err(rusqlite_err)?;
-                        match rows.next().map_err(rusqlite_err)? {
-                            Some(r) => Some(decode::user(&Indexed { row: r, names: USER_COLUMNS })?),
-                            None => None,
-                        }
-                    };
-                    let Some(mut u) = found else { return Ok(None) };
+                    let Some(mut u) = user_row(c, &t, &id)? else { return Ok(None) };
                     let before = params::user_fields(&u);
                     mutate(&mut u).map_err(StoreError::Rejected)?;
                     if let Some((sql, ps)) = params::update_user(&t, &before, &u) {
