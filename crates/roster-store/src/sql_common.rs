@@ -72,6 +72,11 @@ fn client_by_id_sql() -> String {
     format!("SELECT {CLIENT_COLS} FROM clients WHERE tenant_id = $1 AND client_id = $2")
 }
 
+/// Erasure strips an identifier (an address or a username) from the log events that name it. The
+/// `user_name IS NOT NULL` term lets the planner use the partial index `logs_user_name`.
+const ERASE_NAMED_LOGS: &str = "UPDATE logs SET user_name = NULL, ip = NULL, user_agent = NULL, details = $3 \
+     WHERE tenant_id = $1 AND lower(user_name) = $2 AND user_name IS NOT NULL";
+
 const CLIENT_GRANT_SQL: &str = "SELECT id, client_id, audience, scope FROM client_grants WHERE tenant_id = $1 AND client_id = $2 AND audience = $3";
 
 /// Commit a transaction of the write pool, then tell this process's readers a commit was made
@@ -884,10 +889,7 @@ impl UserRepo for SqlBackend {
         .execute(&mut *tx)
         .await?;
         for i in &identifiers {
-            sqlx::query(
-                "UPDATE logs SET user_name = NULL, ip = NULL, user_agent = NULL, details = $3 \
-                 WHERE tenant_id = $1 AND lower(user_name) = $2",
-            )
+            sqlx::query(ERASE_NAMED_LOGS)
             .bind(t.as_str())
             .bind(i)
             .bind(&no_details)

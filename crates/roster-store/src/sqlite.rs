@@ -827,6 +827,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Erasure finds the log events naming an identifier through `logs_user_name`, which is partial
+    /// (events naming nobody are left out of it): the statement must say what the index's predicate says.
+    #[test]
+    fn erasure_by_name_uses_the_partial_index() {
+        let c = rusqlite::Connection::open_in_memory().expect("open");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("migrations").map(|e| e.expect("entry").path()).collect();
+        files.sort();
+        for f in files {
+            c.execute_batch(&std::fs::read_to_string(&f).expect("read")).expect("migrate");
+        }
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", super::numbered(super::ERASE_NAMED_LOGS)))
+            .expect("prepare")
+            .query_map(["t", "a@example.com", "{}"], |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(plan.iter().any(|p| p.contains("USING INDEX logs_user_name")), "{plan:?}");
+    }
+
     #[test]
     fn placeholders_become_numbered() {
         assert_eq!(
