@@ -10,7 +10,7 @@
 #   --duration S      measured seconds per test (default 10)
 #   --warmup S        warm-up seconds before each test, discarded (default 2)
 #   --rounds N        GET /healthz and GET user run in turn N times each; the median round is
-#                     reported (default 3)
+#                     reported (default 5)
 #   --threads T       wrk threads (default 2)
 #   --connections C   wrk connections (default 32)
 #   --output FILE     report path (default docs/benchmarks.md)
@@ -28,7 +28,7 @@ BUILD=1
 USERS=3000
 DURATION=10
 WARMUP=2
-ROUNDS=3
+ROUNDS=5
 THREADS=2
 CONNS=32
 OUTPUT="$REPO/docs/benchmarks.md"
