@@ -554,8 +554,8 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   healthz round just before it), and the ratios table lists every round.
 - **What GET measures on SQLite**: a node keeps the users it read by id (\`user_cache_size\`, default
   10,000; exact for this node's writes, see docs/DECISIONS.md), so after the warm-up most of the GETs
-  of 3,000 rotating users are answered from memory; a copy lives at most 1 s, so each user is read from
-  SQLite again about once a second. PostgreSQL nodes keep no copies: every GET there is a query.
+  of 3,000 rotating users are answered from memory (a copy lives up to 30 s; writes end it at once).
+  PostgreSQL nodes keep no copies: every GET there is a query.
 - **wrk runs on the same cores as the server** (and, for the PostgreSQL round, as PostgreSQL): every
   absolute rate below is lower than the server alone would reach, which is why the targets are ratios
   measured in the same run. The CPU columns are cores used during the measured interval: the server

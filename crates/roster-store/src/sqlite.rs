@@ -210,10 +210,22 @@ impl Batcher {
         conn.wal_hook(Some(count_commit));
         conn.set_prepared_statement_cache_capacity(64);
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(4096);
+        let mut seen = data_version(&conn)?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                loop {
+                    // Idle, the writer still looks for other processes' commits every
+                    // SNAPSHOT_MAX_AGE; busy, before every batch.
+                    let first = match rx.recv_timeout(SNAPSHOT_MAX_AGE) {
+                        Ok(j) => j,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            notice_other_writers(&conn, &mut seen);
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    };
+                    notice_other_writers(&conn, &mut seen);
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
@@ -370,6 +382,26 @@ fn count_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
         let _ = wal.checkpoint();
     }
     Ok(())
+}
+
+/// `PRAGMA data_version` of a connection: it moves when *another* connection committed a change since
+/// this one last looked (its own commits and other connections' PASSIVE checkpoints leave it alone).
+fn data_version(c: &rusqlite::Connection) -> Result<i64> {
+    c.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(rusqlite_err)
+}
+
+/// On the group-commit writer's connection, other connections are this process's sqlx write pool,
+/// whose commits are counted already, and other processes (`roster tenant …`, a second node, a tool):
+/// when the version moved, count a commit of the pool's kind, which ends read snapshots and ages every
+/// user copy. So another process's writes are seen within [`SNAPSHOT_MAX_AGE`] (checked when idle) or
+/// at this node's next write. Errors are left to the next look (a failing database fails the writes).
+fn notice_other_writers(c: &rusqlite::Connection, seen: &mut i64) {
+    if let Ok(v) = data_version(c)
+        && v != *seen
+    {
+        *seen = v;
+        written();
+    }
 }
 
 /// `PRAGMA synchronous` of the write connections.

@@ -13,8 +13,11 @@
 //! - **A read racing a write** cannot leave an old copy behind: a copy is stored only if no commit at
 //!   all was counted between the start of its read and its insertion (checked under the shard lock
 //!   that the writer's `forget` takes too).
-//! - **Writes of another process** on the same file (`roster tenant delete` removes a tenant's users)
-//!   are seen within [`TTL`], no later than the tenant cache sees the tenant go.
+//! - **Writes of another process** on the same file (`roster tenant delete` removes a tenant's users, a
+//!   second node, a tool) move `PRAGMA data_version` on the group-commit writer's connection, which the
+//!   writer looks at before each batch and every 10 ms when idle; a move counts as a pool commit, so
+//!   every copy read before it is stale (`sqlite.rs`, `notice_other_writers`).
+//! - [`TTL`] is a backstop, and it makes expired copies the first to go when a shard is full.
 //!
 //! Memory is bounded by a number of users; a full shard drops its expired copies, then all of them.
 
@@ -25,8 +28,9 @@ use std::time::{Duration, Instant};
 use roster_domain::user::User;
 use roster_domain::{TenantId, UserId};
 
-/// The longest a copy is served, the bound on how late a write made by another process is seen.
-pub(crate) const TTL: Duration = Duration::from_secs(1);
+/// The longest a copy is served. Writes are seen through the commit counts long before (see above);
+/// this bounds what a copy could cost if a path were ever missed.
+pub(crate) const TTL: Duration = Duration::from_secs(30);
 
 const SHARDS: usize = 16;
 

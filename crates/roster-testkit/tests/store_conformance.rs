@@ -431,6 +431,42 @@ roster_testkit::on_store_backends! {
     read_your_writes => reads_see_every_acknowledged_write;
     columns => each_changed_column_is_stored;
     abandoned_write => a_read_agrees_with_the_database_after_an_abandoned_write;
+    other_process => a_write_of_another_process_is_seen;
+}
+
+/// A write made beside the node — by another process on the same database (a second node,
+/// `roster tenant …`, a tool), here a connection of its own that no store counts — shows in the node's
+/// reads within moments, whatever copy the node kept in memory. (The deadline is far below the user
+/// cache's 30 s backstop, so a node that only waited for its copies to expire fails.)
+async fn a_write_of_another_process_is_seen(f: Fixture) {
+    let u = new_user(&f.acme_conn, "elsewhere@example.com", 1);
+    let id = u.user.user_id.clone();
+    f.acme.create_user(&u, &ev()).await.expect("create");
+    for _ in 0..3 {
+        assert_eq!(f.acme.user(&id).await.expect("read").expect("exists").name, u.user.name);
+    }
+    let sql = "UPDATE users SET name = $1 WHERE tenant_id = $2 AND user_id = $3";
+    let (tenant, user) = (f.acme.tenant_id().as_str().to_owned(), id.as_str().to_owned());
+    if f._db.url.starts_with("sqlite:") {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&f._db.url).await.expect("connect");
+        sqlx::query(sql).bind("Changed Elsewhere").bind(&tenant).bind(&user).execute(&mut c).await.expect("update");
+        c.close().await.expect("close");
+    } else {
+        use sqlx::Connection as _;
+        let mut c = sqlx::PgConnection::connect(&f._db.url).await.expect("connect");
+        sqlx::query(sql).bind("Changed Elsewhere").bind(&tenant).bind(&user).execute(&mut c).await.expect("update");
+        c.close().await.expect("close");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let name = f.acme.user(&id).await.expect("read").expect("exists").name.clone();
+        if name.as_deref() == Some("Changed Elsewhere") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node still answers {name:?} 2 s after another process's write");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// A node may answer reads of a user from memory (SQLite's user cache). A write whose caller stopped
