@@ -225,7 +225,6 @@ async fn signup_mail_is_rendered_and_delivered(app: TestApp) {
     let host = app.base.trim_start_matches("http://").split(':').next().unwrap_or_default().to_owned();
     assert!(eml.contains(&format!("Message-ID: <{id}@{host}>")), "stable Message-ID from the row");
     assert!(eml.contains("To: marie@example.com"));
-    assert!(!eml.contains("49"), "template syntax in a value is not evaluated");
     let html = eml.split("Content-Type: text/html").nth(1).expect("an HTML part");
     assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"), "HTML in a value is escaped in the HTML part");
     let text = eml.split("Content-Type: text/plain").nth(1).and_then(|t| t.split("Content-Type: text/html").next());
@@ -240,6 +239,11 @@ async fn signup_mail_is_rendered_and_delivered(app: TestApp) {
         .map(|l| if l.starts_with("Date: ") { "Date: [DATE]" } else { l })
         .collect::<Vec<_>>()
         .join("\n");
+    // On the redacted text: a random Message-ID, boundary or Date may well contain "49".
+    assert!(
+        redacted.contains("Bonjour {{ 7*7 }}") && !redacted.contains("49"),
+        "template syntax in a value is not evaluated"
+    );
     if app.backend == Backend::Sqlite {
         insta::assert_snapshot!("verify_email_custom_fr", redacted);
     }
