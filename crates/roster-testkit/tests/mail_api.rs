@@ -240,10 +240,7 @@ async fn signup_mail_is_rendered_and_delivered(app: TestApp) {
         .collect::<Vec<_>>()
         .join("\n");
     // On the redacted text: a random Message-ID, boundary or Date may well contain "49".
-    assert!(
-        redacted.contains("Bonjour {{ 7*7 }}") && !redacted.contains("49"),
-        "template syntax in a value is not evaluated"
-    );
+    assert!(redacted.contains("Bonjour {{ 7*7 }}") && !redacted.contains("49"), "template syntax in a value is not evaluated");
     if app.backend == Backend::Sqlite {
         insta::assert_snapshot!("verify_email_custom_fr", redacted);
     }
