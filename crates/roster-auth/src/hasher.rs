@@ -1,10 +1,13 @@
 //! Password hashing with argon2id on a fixed pool of OS threads, off the async runtime.
 //!
 //! Why a pool of our own rather than `spawn_blocking`: each worker owns one argon2 memory buffer
-//! (19 MiB by default) for its whole life, so a hash allocates nothing, and the number of hashes in
-//! flight — hence peak memory — is bounded by the number of workers. Work waits in a bounded queue;
-//! when it is full the caller gets `HashError::Overloaded` at once (answer 503/429, never pile up).
+//! (19 MiB by default) that every hash reuses, so a hash allocates nothing, and the number of hashes
+//! in flight — hence peak memory — is bounded by the number of workers. A worker allocates its buffer
+//! at its first job, not at start: a server that has not hashed yet does not hold 19 MiB per core.
+//! Work waits in a bounded queue; when it is full the caller gets `HashError::Overloaded` at once
+//! (answer 503/429, never pile up).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +57,8 @@ pub struct PasswordHasher {
     tx: SyncSender<Job>,
     params: Params,
     threads: usize,
+    /// Bytes of hash memory the workers hold now.
+    held: Arc<AtomicUsize>,
 }
 
 /// Refuse to verify stored hashes that would need more memory than this (a hostile import).
@@ -66,19 +71,25 @@ impl PasswordHasher {
             if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { cfg.threads };
         let (tx, rx) = sync_channel::<Job>(cfg.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let held = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
-            let rx = rx.clone();
-            let params = params.clone();
+            let (rx, params, held) = (rx.clone(), params.clone(), held.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || worker(&rx, &params))
+                .spawn(move || worker(&rx, &params, &held))
                 .map_err(|_| HashError::Failed)?;
         }
-        Ok(Self { tx, params, threads })
+        Ok(Self { tx, params, threads, held })
     }
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Bytes of hash memory the workers hold: none before the first hash, then one buffer per worker
+    /// that has hashed.
+    pub fn memory_held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Hash a new password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
@@ -112,8 +123,10 @@ impl PasswordHasher {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
-    let mut memory = vec![Block::new(); params.block_count()];
+fn worker(rx: &Mutex<Receiver<Job>>, params: &Params, held: &AtomicUsize) {
+    // Sized by the first job (`resize` in hash_with/verify_with).
+    let mut memory: Vec<Block> = Vec::new();
+    let ours = params.block_count();
     loop {
         let job = {
             let Ok(guard) = rx.lock() else { return };
@@ -122,14 +135,37 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
                 Err(_) => return,
             }
         };
+        let before = memory.len();
         match job {
             Job::Hash { password, reply } => {
-                let _ = reply.send(hash_with(params, password.expose().as_bytes(), &mut memory));
+                let r = hash_with(params, password.expose().as_bytes(), &mut memory);
+                account(held, before, memory.len());
+                let _ = reply.send(r);
             }
             Job::Verify { password, phc, reply } => {
-                let _ = reply.send(verify_with(password.expose().as_bytes(), &phc, &mut memory));
+                let r = verify_with(password.expose().as_bytes(), &phc, &mut memory);
+                account(held, before, memory.len());
+                let _ = reply.send(r);
             }
         }
+        // A stored hash with more memory than ours (an import, up to MAX_VERIFY_MEMORY_KIB) grew the
+        // buffer: give the rest back rather than keep it for the life of the server.
+        if memory.len() > ours {
+            let grown = memory.len();
+            memory.truncate(ours);
+            memory.shrink_to_fit();
+            account(held, grown, ours);
+        }
+    }
+}
+
+/// Move the pool's count of held memory from `before` to `after` blocks of one worker.
+fn account(held: &AtomicUsize, before: usize, after: usize) {
+    let block = std::mem::size_of::<Block>();
+    if after >= before {
+        held.fetch_add((after - before) * block, Ordering::Relaxed);
+    } else {
+        held.fetch_sub((before - after) * block, Ordering::Relaxed);
     }
 }
 
@@ -195,6 +231,33 @@ mod tests {
         assert!(!h.verify(pw("correct horse battery stapl"), phc.clone()).await.expect("verify"));
         assert!(!h.verify(pw("Correct horse battery staple"), phc.clone()).await.expect("verify"));
         assert!(!h.needs_rehash(&phc));
+    }
+
+    /// Wait (up to 5 s) until the pool holds `bytes` of hash memory.
+    async fn until_held(h: &PasswordHasher, bytes: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while h.memory_held() != bytes {
+            assert!(std::time::Instant::now() < deadline, "holds {} bytes, expected {bytes}", h.memory_held());
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_is_taken_at_the_first_hash() {
+        let h = small();
+        assert_eq!(h.memory_held(), 0, "no buffer before the first job");
+        h.hash(pw("violet harbor umbrella")).await.expect("hash");
+        assert_eq!(h.memory_held(), 1024 * 1024, "the worker that hashed holds one buffer");
+    }
+
+    #[tokio::test]
+    async fn a_bigger_stored_hash_does_not_leave_a_bigger_buffer() {
+        let cfg = HasherConfig { memory_kib: 1024, iterations: 1, parallelism: 1, threads: 1, queue: 8 };
+        let h = PasswordHasher::new(cfg).expect("pool");
+        let big = PasswordHasher::new(HasherConfig { memory_kib: 4096, ..cfg }).expect("pool");
+        let phc = big.hash(pw("violet harbor umbrella")).await.expect("hash");
+        assert!(h.verify(pw("violet harbor umbrella"), phc).await.expect("verify"));
+        until_held(&h, 1024 * 1024).await;
     }
 
     #[tokio::test]
