@@ -130,6 +130,13 @@ impl Store {
         self.backend.delete_tenant(name).await
     }
 
+    /// Bring the by-user log index up to date now. On SQLite it is written behind the log table, about
+    /// once a second, and reads never depend on it being current; this is for tests and tools. A no-op
+    /// on PostgreSQL.
+    pub async fn index_logs_now(&self) -> Result<()> {
+        self.backend.index_logs_now().await
+    }
+
     /// Append events that describe no state change (token grants, failed attempts), possibly for
     /// several tenants at once, in one transaction. Callers batch them (group commit).
     pub async fn append_logs(&self, events: &[(TenantId, LogEvent)]) -> Result<()> {

@@ -87,6 +87,8 @@ pub(crate) trait LogRepo: Send + Sync {
     async fn append_effects(&self, t: &TenantId, effects: &Effects) -> Result<()>;
     /// Newest first; only this user's events when `user` is given.
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>>;
+    /// Bring a by-user log index that is written behind (SQLite) up to date now.
+    async fn index_logs_now(&self) -> Result<()>;
 }
 
 #[async_trait]

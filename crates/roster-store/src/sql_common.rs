@@ -427,6 +427,9 @@ impl TenantRepo for SqlBackend {
     async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         let done = sqlx::query("DELETE FROM tenants WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
+        if let Some(sql) = AFTER_TENANT_DELETE {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
         commit(tx).await?;
         Ok(done.rows_affected() > 0)
     }
@@ -878,16 +881,12 @@ impl UserRepo for SqlBackend {
         let pseudonym = format!("deleted|{}", roster_domain::secret::random_alphanumeric(24));
         // `details` may name addresses too (an email change's new address): emptied.
         let no_details = Json(Value::Object(Default::default()));
-        sqlx::query(
-            "UPDATE logs SET user_id = $3, user_name = NULL, ip = NULL, user_agent = NULL, details = $4 \
-             WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(t.as_str())
-        .bind(id.as_str())
-        .bind(&pseudonym)
-        .bind(&no_details)
-        .execute(&mut *tx)
-        .await?;
+        for &sql in PSEUDONYMIZE_LOGS {
+            sqlx::query(sql).bind(t.as_str()).bind(id.as_str()).bind(&pseudonym).bind(&no_details).execute(&mut *tx).await?;
+        }
+        if let Some(sql) = FORGET_LOG_USER {
+            sqlx::query(sql).bind(t.as_str()).bind(id.as_str()).execute(&mut *tx).await?;
+        }
         for i in &identifiers {
             sqlx::query(ERASE_NAMED_LOGS)
             .bind(t.as_str())
@@ -1041,13 +1040,18 @@ impl LogRepo for SqlBackend {
         self.in_tx(move |c| Box::pin(async move { insert_effects(c, &t, &effects).await })).await
     }
 
+    async fn index_logs_now(&self) -> Result<()> {
+        match &self.fast {
+            Some(f) => f.index_logs_now().await,
+            None => Ok(()),
+        }
+    }
+
     async fn logs(&self, t: &TenantId, user: Option<&UserId>, limit: u32) -> Result<Vec<LogRecord>> {
         let cols = "log_id, date, type, description, client_id, user_id, user_name, ip, user_agent, connection, details";
         let rows = match user {
             Some(u) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {cols} FROM logs WHERE tenant_id = $1 AND user_id = $2 ORDER BY log_id DESC LIMIT {limit}"
-                )))
+                sqlx::query(AssertSqlSafe(user_logs_sql(cols, limit)))
                 .bind(t.as_str())
                 .bind(u.as_str())
                 .fetch_all(&self.read)

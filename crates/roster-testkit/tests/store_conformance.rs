@@ -432,6 +432,63 @@ roster_testkit::on_store_backends! {
     columns => each_changed_column_is_stored;
     abandoned_write => a_read_agrees_with_the_database_after_an_abandoned_write;
     other_process => a_write_of_another_process_is_seen;
+    user_logs => user_logs_whether_indexed_or_not;
+}
+
+/// A user's log events, read before and after the by-user index caught up (SQLite writes it behind the
+/// log table; `index_logs_now` runs what the writer does every second): always all of them, newest
+/// first, and only theirs. A deleted user's events all lose the id, indexed or not. And when a deleted
+/// tenant had the newest events, the events written after it are still found (SQLite reuses the rowids
+/// of deleted rows, which the index's watermark must not skip).
+async fn user_logs_whether_indexed_or_not(f: Fixture) {
+    let named = |id: &UserId, what: &str| {
+        let mut e = LogEvent::new(LogType::S, what);
+        e.user_id = Some(id.clone());
+        e
+    };
+    let descriptions = |logs: Vec<roster_store::LogRecord>| logs.into_iter().map(|l| l.description).collect::<Vec<_>>();
+    let (ann, bob) = (new_user(&f.acme_conn, "ann@example.com", 1), new_user(&f.acme_conn, "bob@example.com", 2));
+    let (a, b) = (ann.user.user_id.clone(), bob.user.user_id.clone());
+    f.acme.create_user(&ann, &ev()).await.expect("create");
+    f.acme.create_user(&bob, &ev()).await.expect("create");
+    let t = f.acme.tenant_id().clone();
+    for (i, id) in [&a, &b, &a].into_iter().enumerate() {
+        f.store.append_logs(&[(t.clone(), named(id, &format!("old {i}")))]).await.expect("append");
+    }
+    assert_eq!(descriptions(f.acme.logs(Some(&a), 10).await.expect("logs")), ["old 2", "old 0"], "before indexing");
+    f.store.index_logs_now().await.expect("index");
+    assert_eq!(descriptions(f.acme.logs(Some(&a), 10).await.expect("logs")), ["old 2", "old 0"], "indexed");
+    for (i, id) in [&a, &b].into_iter().enumerate() {
+        f.store.append_logs(&[(t.clone(), named(id, &format!("new {i}")))]).await.expect("append");
+    }
+    assert_eq!(descriptions(f.acme.logs(Some(&a), 10).await.expect("logs")), ["new 0", "old 2", "old 0"], "both parts");
+    assert_eq!(descriptions(f.acme.logs(Some(&a), 2).await.expect("logs")), ["new 0", "old 2"], "the limit over both");
+    assert_eq!(descriptions(f.acme.logs(Some(&b), 10).await.expect("logs")), ["new 1", "old 1"]);
+
+    // Deletion: the indexed events and the newer ones all lose the id, and stay in the tenant's log.
+    assert!(f.acme.delete_user(&a, &ev()).await.expect("delete"));
+    assert!(f.acme.logs(Some(&a), 10).await.expect("logs").is_empty());
+    f.store.index_logs_now().await.expect("index");
+    assert!(f.acme.logs(Some(&a), 10).await.expect("logs").is_empty(), "nor once indexed again");
+    let all = f.acme.logs(None, 100).await.expect("logs");
+    assert!(all.iter().all(|l| l.user_id.as_ref() != Some(&a)));
+    assert_eq!(all.iter().filter(|l| l.user_id.as_ref().is_some_and(|u| u.as_str().starts_with("deleted|"))).count(), 3);
+
+    // A tenant whose events are the newest is deleted; the next events reuse their place.
+    roster::provision::create_tenant(&f.store, TenantName::parse("gone").expect("name"), "http://x").await.expect("tenant");
+    let gone = f.store.tenant_by_name(&TenantName::parse("gone").expect("n")).await.expect("r").expect("e").id;
+    for i in 0..5 {
+        f.store.append_logs(&[(gone.clone(), named(&b, &format!("gone {i}")))]).await.expect("append");
+    }
+    f.store.index_logs_now().await.expect("index");
+    assert!(f.store.delete_tenant(&TenantName::parse("gone").expect("n")).await.expect("delete"));
+    for i in 0..3 {
+        f.store.append_logs(&[(t.clone(), named(&b, &format!("after {i}")))]).await.expect("append");
+    }
+    let want = ["after 2", "after 1", "after 0", "new 1", "old 1"];
+    assert_eq!(descriptions(f.acme.logs(Some(&b), 10).await.expect("logs")), want, "before indexing");
+    f.store.index_logs_now().await.expect("index");
+    assert_eq!(descriptions(f.acme.logs(Some(&b), 10).await.expect("logs")), want, "indexed");
 }
 
 /// A write made beside the node — by another process on the same database (a second node,
