@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""What a deferred, batched per-user log index would write (SQLite WAL frames per log event).
+"""What the per-user log index writes when filled in batches of a given size (SQLite WAL frames per event).
+
+The server's writer fills `log_users` about once a second (migration 0008); this replays the last events of
+a database into a by-user index at other batch sizes, to see what a batch size buys.
 
 usage: log_index_sim.py DB [N] [CHUNK ...]
 
