@@ -85,6 +85,9 @@ impl Fast {
     pub(crate) fn close(&self) {
         match *self {}
     }
+    pub(crate) fn pool_turn(&self) {
+        match *self {}
+    }
     pub(crate) fn user(&self, _: &TenantId, _: &UserId) -> Result<Option<Arc<User>>> {
         match *self {}
     }

@@ -14,7 +14,7 @@ impl AccountRepo for SqlBackend {
     }
 
     async fn put_tenant_settings(&self, t: &TenantId, settings: &Value, effects: &Effects) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE tenants SET settings = $2 WHERE id = $1")
             .bind(t.as_str())
             .bind(Json(settings))
@@ -39,7 +39,7 @@ impl AccountRepo for SqlBackend {
     }
 
     async fn reauthenticate_session(&self, t: &TenantId, id_hash: &str, now: Timestamp, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE sessions SET authenticated_at = $3, last_seen_at = $3 WHERE tenant_id = $1 AND id = $2 \
              AND revoked_at IS NULL AND expires_at > $3",

@@ -55,7 +55,7 @@ impl AttackRepo for SqlBackend {
 
     async fn clear_counters(&self, t: &TenantId, scope: &CounterScope, effects: &Effects) -> Result<u64> {
         let (clause, value) = scope_clause(scope);
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         // `$3 = 0`: every scoped statement binds $2–$4 in the same order (both engines want each bound
         // parameter used).
         let done = sqlx::query(AssertSqlSafe(format!("DELETE FROM attack_counters WHERE tenant_id = $1 AND {clause} AND $3 = 0")))
@@ -80,7 +80,7 @@ impl AttackRepo for SqlBackend {
     }
 
     async fn put_attack_settings(&self, t: &TenantId, kind: &str, settings: &Value, effects: &Effects) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO attack_protection (tenant_id, kind, settings, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id, kind) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",

@@ -262,13 +262,20 @@ async fn insert_log(conn: &mut Conn, t: &TenantId, ev: &LogEvent) -> Result<()> 
 }
 
 impl SqlBackend {
+    /// Begin a transaction of the sqlx write pool, holding this writer's turn at SQLite's write lock
+    /// until it has it (`PoolTurn` in `sqlite.rs`; nothing on PostgreSQL).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>> {
+        let _turn = self.fast.as_ref().map(Fast::pool_turn);
+        Ok(self.write.begin_with(BEGIN_WRITE).await?)
+    }
+
     /// A transaction on the sqlx write pool: committed when `op` succeeds, rolled back otherwise.
     async fn in_tx<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Conn) -> TxFuture<'c, T> + Send + 'static,
     {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         match op(&mut tx).await {
             Ok(v) => {
                 commit(tx).await?;
@@ -368,7 +375,7 @@ impl Lifecycle for SqlBackend {
 #[async_trait]
 impl TenantRepo for SqlBackend {
     async fn create_tenant(&self, nt: &NewTenant) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let t = &nt.tenant.id;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(t.as_str())
@@ -425,7 +432,7 @@ impl TenantRepo for SqlBackend {
     }
 
     async fn delete_tenant(&self, name: &TenantName) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM tenants WHERE name = $1").bind(name.as_str()).execute(&mut *tx).await?;
         if let Some(sql) = AFTER_TENANT_DELETE {
             sqlx::query(sql).execute(&mut *tx).await?;
@@ -519,7 +526,7 @@ impl ClientRepo for SqlBackend {
     }
 
     async fn create_client(&self, t: &TenantId, c: &Client, effects: &Effects) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         insert_client(&mut tx, t, c).await?;
         insert_effects(&mut tx, t, effects).await?;
         commit(tx).await?;
@@ -527,7 +534,7 @@ impl ClientRepo for SqlBackend {
     }
 
     async fn update_client(&self, t: &TenantId, c: &Client, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE clients SET name = $3, secret_hash = $4, app_type = $5, grant_types = $6, callbacks = $7, \
              allowed_logout_urls = $8, token_endpoint_auth_method = $9, is_first_party = $10, description = $11, \
@@ -556,7 +563,7 @@ impl ClientRepo for SqlBackend {
     }
 
     async fn delete_client(&self, t: &TenantId, id: &ClientId, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND client_id = $2")
             .bind(t.as_str())
             .bind(id.as_str())
@@ -586,7 +593,7 @@ impl ClientRepo for SqlBackend {
     }
 
     async fn create_connection(&self, t: &TenantId, c: &Connection, effects: &Effects) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         insert_connection(&mut tx, t, c).await?;
         insert_effects(&mut tx, t, effects).await?;
         commit(tx).await?;
@@ -594,7 +601,7 @@ impl ClientRepo for SqlBackend {
     }
 
     async fn update_connection(&self, t: &TenantId, c: &Connection, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE connections SET name = $3, options = $4 WHERE tenant_id = $1 AND id = $2")
             .bind(t.as_str())
             .bind(c.id.as_str())
@@ -611,7 +618,7 @@ impl ClientRepo for SqlBackend {
     }
 
     async fn delete_connection(&self, t: &TenantId, id: &ConnectionId, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         // A connection's users go with it (as in Auth0).
         sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND connection_id = $2").bind(t.as_str()).bind(id.as_str()).execute(&mut *tx).await?;
         let done =
@@ -628,7 +635,7 @@ impl ClientRepo for SqlBackend {
 #[async_trait]
 impl SessionRepo for SqlBackend {
     async fn create_session(&self, t: &TenantId, s: &Session) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO sessions (tenant_id, {SESSION_COLS}, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)"
         )))
@@ -659,7 +666,7 @@ impl SessionRepo for SqlBackend {
         let Some(s) = row.as_ref().map(session_from_row).transpose()? else { return Ok(None) };
         // "Last seen" is kept to the minute: no write on every request.
         if now.millis() - s.last_seen_at.millis() > 60_000 {
-            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let mut tx = self.begin_write().await?;
             sqlx::query("UPDATE sessions SET last_seen_at = $3 WHERE tenant_id = $1 AND id = $2")
                 .bind(t.as_str())
                 .bind(id_hash)
@@ -673,7 +680,7 @@ impl SessionRepo for SqlBackend {
 
     async fn revoke_session(&self, t: &TenantId, id_hash: &str, effects: &Effects) -> Result<bool> {
         let now = Timestamp::now().millis();
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
             .bind(t.as_str())
             .bind(id_hash)
@@ -693,7 +700,7 @@ impl SessionRepo for SqlBackend {
     }
 
     async fn create_code(&self, t: &TenantId, c: &AuthCode) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO auth_codes (tenant_id, {CODE_COLS}, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"
         )))
@@ -716,7 +723,7 @@ impl SessionRepo for SqlBackend {
     }
 
     async fn consume_code(&self, t: &TenantId, id_hash: &str, now: Timestamp) -> Result<Option<AuthCode>> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE auth_codes SET used_at = $3 WHERE tenant_id = $1 AND id = $2 AND used_at IS NULL AND expires_at > $3",
         )
@@ -740,7 +747,7 @@ impl SessionRepo for SqlBackend {
     }
 
     async fn create_refresh(&self, t: &TenantId, r: &RefreshToken) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         insert_refresh(&mut tx, t, r).await?;
         commit(tx).await?;
         Ok(())
@@ -756,7 +763,7 @@ impl SessionRepo for SqlBackend {
     }
 
     async fn rotate_refresh(&self, t: &TenantId, old_hash: &str, new: &RefreshToken, now: Timestamp) -> Result<Rotation> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE refresh_tokens SET rotated_at = $3 WHERE tenant_id = $1 AND id = $2 \
              AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
@@ -797,7 +804,7 @@ impl SessionRepo for SqlBackend {
 
     async fn revoke_user_grants(&self, t: &TenantId, id: &UserId, keep: Option<&str>, now: Timestamp) -> Result<()> {
         let revoke = Revocation::Grants { user: id.clone(), keep_session: keep.map(str::to_owned), at: now };
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         for (sql, ps) in params::revocation(t, &revoke) {
             bind_params(sqlx::query(sql), ps).execute(&mut *tx).await?;
         }
@@ -844,7 +851,7 @@ impl UserRepo for SqlBackend {
     }
 
     async fn delete_user(&self, t: &TenantId, id: &UserId, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         // Erasure (GDPR Art. 17): sessions, codes, refresh tokens, credentials, password history and
         // tickets go by cascade; the rest explicitly, in this one transaction.
         let row = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2 RETURNING email_lower, username")

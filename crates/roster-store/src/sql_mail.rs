@@ -63,6 +63,19 @@ fn email_provider(r: &DbRow) -> Result<EmailProvider> {
 #[async_trait]
 impl MailRepo for SqlBackend {
     async fn claim_outbox(&self, owner: &str, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedMail>> {
+        // Most polls find nothing due: a read says so without taking the write lock, which the
+        // group-commit writer of SQLite holds nearly all the time under load.
+        let due = sqlx::query(
+            "SELECT 1 FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
+        )
+        .bind(now.millis())
+        .fetch_optional(&self.read)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let _turn = self.fast.as_ref().map(Fast::pool_turn);
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3, attempts = attempts + 1 \
              WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
@@ -126,6 +139,7 @@ impl MailRepo for SqlBackend {
                 now,
             ),
         };
+        let _turn = self.fast.as_ref().map(Fast::pool_turn);
         let done = sqlx::query(AssertSqlSafe(sql))
             .bind(t.as_str())
             .bind(id)
@@ -187,7 +201,7 @@ impl MailRepo for SqlBackend {
     }
 
     async fn retry_outbox(&self, t: &TenantId, id: &str, now: Timestamp, effects: &Effects) -> Result<Option<OutboxRecord>> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
              WHERE tenant_id = $1 AND id = $2 AND status IN ('dead', 'suppressed') RETURNING {OUTBOX_COLS}"
@@ -227,7 +241,7 @@ impl MailRepo for SqlBackend {
              url_lifetime_secs = excluded.url_lifetime_secs, include_email_in_redirect = excluded.include_email_in_redirect, \
              enabled = excluded.enabled, updated_at = excluded.updated_at"
         };
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO email_templates (tenant_id, {TEMPLATE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11){upsert}"
         )))
@@ -268,7 +282,7 @@ impl MailRepo for SqlBackend {
              default_from_address = excluded.default_from_address, credentials = excluded.credentials, \
              settings = excluded.settings, updated_at = excluded.updated_at"
         };
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO email_providers (tenant_id, name, enabled, default_from_address, credentials, settings, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7){upsert}"
@@ -288,7 +302,7 @@ impl MailRepo for SqlBackend {
     }
 
     async fn delete_email_provider(&self, t: &TenantId, effects: &Effects) -> Result<bool> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM email_providers WHERE tenant_id = $1").bind(t.as_str()).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Ok(false);

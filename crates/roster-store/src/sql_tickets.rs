@@ -60,7 +60,7 @@ impl TicketRepo for SqlBackend {
         effects: &Effects,
     ) -> Result<Redeemed> {
         let (t, id_hash, kind, effects) = (t.clone(), id_hash.to_owned(), kind.to_owned(), effects.clone());
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE tickets SET used_at = $4 WHERE tenant_id = $1 AND id_hash = $2 AND kind = $3 AND used_at IS NULL \
              AND expires_at > $4 RETURNING {}",
@@ -94,7 +94,7 @@ impl TicketRepo for SqlBackend {
     }
 
     async fn create_job(&self, t: &TenantId, job: &MgmtJob, effects: &Effects) -> Result<()> {
-        let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO jobs (tenant_id, id, kind, status, user_id, outbox_id, details, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
