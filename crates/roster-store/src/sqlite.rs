@@ -1027,19 +1027,26 @@ mod tests {
         assert!(super::CLIENT_GRANT_SQL.starts_with("SELECT id, client_id, audience, scope FROM"));
     }
 
-    /// Three writes held back until they are all queued run as one batch: a write refused before it
-    /// changed anything fails alone; a write that fails after changing a row takes the batch with it,
-    /// and then no write of the batch is acknowledged or kept.
-    #[test]
-    fn a_batch_keeps_clean_refusals_and_drops_half_done_writes() {
-        use super::{Batcher, StoreError};
-        let dir = std::env::temp_dir().join(format!("roster-batch-{}", std::process::id()));
+    /// A fresh WAL database file in a folder of its own, with one table `t (k TEXT PRIMARY KEY)`:
+    /// `(folder, file)`.
+    fn keys_db(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("roster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("b.db");
         rusqlite::Connection::open(&path)
             .and_then(|c| c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (k TEXT PRIMARY KEY);"))
             .expect("schema");
+        (dir, path)
+    }
+
+    /// Three writes held back until they are all queued run as one batch: a write refused before it
+    /// changed anything fails alone; a write that fails after changing a row takes the batch with it,
+    /// and then no write of the batch is acknowledged or kept.
+    #[test]
+    fn a_batch_keeps_clean_refusals_and_drops_half_done_writes() {
+        use super::{Batcher, StoreError};
+        let (dir, path) = keys_db("batch");
         let writer = std::sync::Arc::new(Batcher::start(&path, true).expect("writer"));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let insert = |c: &rusqlite::Connection, k: &str| {
@@ -1103,13 +1110,7 @@ mod tests {
     fn a_waiting_pool_writer_goes_first() {
         use super::{Batcher, PoolTurn};
         use std::time::Duration;
-        let dir = std::env::temp_dir().join(format!("roster-turn-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("b.db");
-        rusqlite::Connection::open(&path)
-            .and_then(|c| c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (k TEXT PRIMARY KEY);"))
-            .expect("schema");
+        let (dir, path) = keys_db("turn");
         // Spawned writes run on the runtime's worker while this thread looks on.
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
         let write = |writer: &std::sync::Arc<Batcher>, k: &'static str| {
