@@ -9,7 +9,7 @@
 #   --users N         users to seed per backend (default 3000)
 #   --duration S      measured seconds per test (default 10)
 #   --warmup S        warm-up seconds before each test, discarded (default 2)
-#   --rounds N        GET /healthz and GET user run in turn N times each; the median round is
+#   --rounds N        GET /healthz, GET user and PATCH user run in turn N times each; the median round is
 #                     reported (default 5)
 #   --threads T       wrk threads (default 2)
 #   --connections C   wrk connections (default 32)
@@ -306,21 +306,34 @@ measure() { # backend test script url
   log "$backend/$test: ${R[$backend.$test.rps]} req/s, p50 ${R[$backend.$test.p50_ms]} ms, p99 ${R[$backend.$test.p99_ms]} ms, errors $errs, CPU server ${R[$backend.$test.server_cpu]} db ${R[$backend.$test.pg_cpu]} wrk ${R[$backend.$test.wrk_cpu]} other ${R[$backend.$test.other_cpu]}, disk ${R[$backend.$test.disk_kb]} KiB/request"
 }
 
-# The GET ratio's two terms, in turn ROUNDS times each: this machine's speed drifts by 10-25% within
-# minutes (a VM's neighbours), which moves neighbouring rounds alike; the median round of each test is
-# the one reported, and every round's rate is listed.
+# The two ratios' terms, in turn ROUNDS times each (healthz, GET, PATCH): this machine's speed drifts by
+# 10-25% within minutes (a VM's neighbours), which moves neighbouring rounds alike; the median round of
+# each test is the one reported, and every round's rate is listed. A PATCH round leaves the users' rows
+# as big as it found them (patch_user.lua updates one attribute), so the rounds after it measure the same.
 measure_alternating() { # backend
   local backend=$1 i t
   for i in $(seq "$ROUNDS"); do
     measure "$backend" "healthz.r$i" healthz.lua "$BASE/healthz"
     measure "$backend" "get_user.r$i" get_user.lua "$BASE"
+    measure "$backend" "patch_user.r$i" patch_user.lua "$BASE"
   done
-  for t in healthz get_user; do adopt_median "$backend" "$t"; done
-  # The GET ratio pairs each GET round with the healthz round just before it; the median pair counts.
-  R[$backend.get_ratio_rounds]=$(for i in $(seq "$ROUNDS"); do
-    awk -v a="${R[$backend.get_user.r$i.rps]}" -v b="${R[$backend.healthz.r$i.rps]}" 'BEGIN{printf "%.2f ", a / b}'
-  done | sed 's/ $//')
-  R[$backend.get_ratio]=$(tr ' ' '\n' <<<"${R[$backend.get_ratio_rounds]}" | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
+  for t in healthz get_user patch_user; do adopt_median "$backend" "$t"; done
+  # Each ratio pairs a round with the round of its other term just before it; the median pair counts.
+  R[$backend.get_ratio_rounds]=$(round_ratios "$backend" get_user healthz)
+  R[$backend.get_ratio]=$(median_of "${R[$backend.get_ratio_rounds]}")
+  R[$backend.patch_ratio_rounds]=$(round_ratios "$backend" patch_user get_user)
+  R[$backend.patch_ratio]=$(median_of "${R[$backend.patch_ratio_rounds]}")
+}
+
+round_ratios() { # backend test over: each round's test rate ÷ over rate, space-separated
+  local backend=$1 test=$2 over=$3 i
+  for i in $(seq "$ROUNDS"); do
+    awk -v a="${R[$backend.$test.r$i.rps]}" -v b="${R[$backend.$over.r$i.rps]}" 'BEGIN{printf "%.2f ", a / b}'
+  done | sed 's/ $//'
+}
+
+median_of() { # "x y z ...": the median of ROUNDS values
+  tr ' ' '\n' <<<"$1" | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'
 }
 
 adopt_median() { # backend test: the fields of the median round (by rate) become backend.test's
@@ -421,7 +434,7 @@ PY
 
   measure_alternating "$backend"
   if [ "$backend" = sqlite ]; then measure_nginx "$first_id"; fi
-  measure "$backend" patch_user patch_user.lua "$BASE"
+  measure "$backend" patch_new_key patch_user_new_key.lua "$BASE"
   measure "$backend" token token.lua "$BASE/t/default/oauth/token"
 
   # Password login: BENCH_LOGIN_USERS users in turn, each password verified on every request.
@@ -550,11 +563,14 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   (SQLite in a temporary folder, then — when PostgreSQL answers — a fresh PostgreSQL database), seeds
   users through the Management API (\`bench/seed.py\`), runs \`ANALYZE\` on PostgreSQL (the planner
   statistics autovacuum keeps in a live database), and drives each endpoint with \`wrk\` for a fixed
-  time after a discarded warm-up, always with the same threads and connections. \`GET /healthz\` and
-  \`GET\` user, the two terms of the GET ratio, run in turn $ROUNDS times each: this machine's speed
-  drifts by 10–25% within minutes, which moves neighbouring rounds alike; the tables show each
-  test's median round; GET ÷ healthz is the median of the rounds' own ratios (each GET round over the
-  healthz round just before it), and the ratios table lists every round.
+  time after a discarded warm-up, always with the same threads and connections. \`GET /healthz\`,
+  \`GET\` user and \`PATCH\` user, the terms of the GET and PATCH ratios, run in turn $ROUNDS times each:
+  this machine's speed drifts by 10–25% within minutes, which moves neighbouring rounds alike; the
+  tables show each test's median round; GET ÷ healthz is the median of the rounds' own ratios (each GET
+  round over the healthz round just before it), PATCH ÷ GET likewise (each PATCH round over the GET
+  round just before it), and the ratios table lists every round. (Up to session 9 one PATCH round
+  was compared with the median GET round: the ratio moved 0.24 → 0.28 between two runs with no change
+  to the PATCH path.)
 - **What GET measures on SQLite**: a node keeps the users it read by id (\`user_cache_size\`, default
   10,000; exact for this node's writes, see docs/DECISIONS.md), so after the warm-up most of the GETs
   of 3,000 rotating users are answered from memory (a copy lives up to 30 s; writes end it at once).
@@ -570,9 +586,12 @@ How these figures are made (DESIGN.md §9 states the targets as ratios within on
   a durable write reaches the disk at its commit's fsync, and SQLite's checkpoints copy its pages
   from the WAL into the database file.
 - Tests: \`GET /healthz\` (baseline); \`GET /api/v2/users/{id}\` with a valid Management API token, rotating
-  over every seeded user (\`bench/get_user.lua\`); \`PATCH\` of \`user_metadata\` with a key and value never
-  sent before on each request, walking over every user, each a durable commit (SQLite
-  \`synchronous=full\`, the default; PostgreSQL's defaults) (\`bench/patch_user.lua\`); client-credentials
+  over every seeded user (\`bench/get_user.lua\`); \`PATCH\` of one \`user_metadata\` attribute (the key of
+  the wrk thread) to a value never sent before on each request, walking over every user, each a durable
+  commit (SQLite \`synchronous=full\`, the default; PostgreSQL's defaults) (\`bench/patch_user.lua\`),
+  and, for information, the PATCH test up to session 9, which adds a key never sent before on every
+  request, so that each user's metadata grows through the test (~45 keys after 12 s) and every PATCH
+  re-reads and re-writes more of it (\`bench/patch_user_new_key.lua\`, once, after the rounds); client-credentials
   token issuance, \`POST /oauth/token\` with a form body, RS256 (\`bench/token.lua\`); password-realm
   login of 48 users in turn (argon2id with the default parameters, brute-force counter, profile update,
   RS256 tokens) (\`bench/login.lua\`);
@@ -627,13 +646,14 @@ for b in "${BACKENDS[@]}"; do
     echo "| test | requests/s | p50 ms | p99 ms | non-2xx | socket errors | CPU server | CPU wrk | CPU other | disk KiB written per request |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   fi
-  for t in healthz get_user static patch_user token login refused; do
+  for t in healthz get_user static patch_user patch_new_key token login refused; do
     [ "$t" = static ] && [ "$b" != sqlite ] && continue
     case $t in
       static) label="\`GET\` of the same user's JSON as a static file from nginx (${R[nginx.static.bytes]} bytes; reference)" ;;
       healthz) label='`GET /healthz`' ;;
       get_user) label='`GET /api/v2/users/{id}`' ;;
-      patch_user) label='`PATCH /api/v2/users/{id}` (user_metadata)' ;;
+      patch_user) label='`PATCH /api/v2/users/{id}` (one user_metadata attribute)' ;;
+      patch_new_key) label='for information: `PATCH /api/v2/users/{id}` adding a new user_metadata key every time (the PATCH test up to session 9)' ;;
       token) label='`POST /oauth/token` (client credentials)' ;;
       login) label='`POST /oauth/token` (password-realm login)' ;;
       refused) label='`POST /oauth/token` refused by brute-force protection (429)' ;;
@@ -645,7 +665,7 @@ for b in "${BACKENDS[@]}"; do
     echo "$row | ${R[$k.wrk_cpu]} | ${R[$k.other_cpu]} | ${R[$k.disk_kb]} |"
   done
   g_h=${R[$b.get_ratio]}
-  p_g=$(ratio "${R[$b.patch_user.rps]}" "${R[$b.get_user.rps]}")
+  p_g=${R[$b.patch_ratio]}
   tpc=$(awk -v r="${R[$b.token.rps]}" -v n="$NPROC" 'BEGIN{printf "%.0f", r/n}')
   tps=$(awk -v r="${R[$b.token.rps]}" -v c="${R[$b.token.server_cpu]}" 'BEGIN{ if (c > 0) printf "%.0f", r/c; else print "n/a" }')
   echo
@@ -667,6 +687,8 @@ for b in "${BACKENDS[@]}"; do
     echo "| for information: \`GET /healthz\` ÷ nginx static file | $(ratio "${R[$b.healthz.rps]}" "${R[nginx.static.rps]}") | | |"
   fi
   echo "| for information: each round's GET ÷ healthz (the ratio above is their median) and requests/s, \`GET /healthz\` / \`GET\` user (the tables show each test's median round) | ${R[$b.get_ratio_rounds]}; ${R[$b.healthz.rounds]} / ${R[$b.get_user.rounds]} | | |"
+  echo "| for information: each round's PATCH ÷ GET (the ratio above is their median) and PATCH requests/s | ${R[$b.patch_ratio_rounds]}; ${R[$b.patch_user.rounds]} | | |"
+  echo "| for information: PATCH adding a new key every time ÷ the median GET round | $(ratio "${R[$b.patch_new_key.rps]}" "${R[$b.get_user.rps]}") | | |"
   echo "| for information: tokens per second of server CPU time | $tps | | |"
   echo "| for information: PATCH's disk writes (MB/s) ÷ the disk ceiling | $(awk -v k="${R[$b.patch_user.disk_kb]}" -v r="${R[$b.patch_user.rps]}" -v c="$DISK_MBS" 'BEGIN{ if (c > 0) printf "%.2f", k * 1024 * r / 1e6 / c; else print "n/a" }') | | |"
   echo "| for information: server CPU µs per request, healthz / GET / PATCH / token | $(for t in healthz get_user patch_user token; do awk -v c="${R[$b.$t.server_cpu]}" -v r="${R[$b.$t.rps]}" 'BEGIN{printf "%.0f ", c*1e6/r}'; done | sed 's/ $//; s/ / \/ /g') | | |"
