@@ -20,3 +20,15 @@ function done(summary, latency, requests)
       latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
       latency.max / 1000, e.status, e.connect, e.read, e.write, e.timeout))
 end
+
+-- The seeded users' paths (BENCH_IDS: one percent-encoded user_id a line), and where this wrk thread
+-- starts in the list (threads start at different places).
+function user_paths()
+   local paths = {}
+   for id in io.lines(os.getenv("BENCH_IDS")) do
+      if id ~= "" then
+         paths[#paths + 1] = "/t/default/api/v2/users/" .. id
+      end
+   end
+   return paths, math.floor((tid - 1) * #paths / 4) % #paths
+end

@@ -8,14 +8,12 @@ local i = 0
 
 function init(args)
    local headers = { ["Authorization"] = "Bearer " .. os.getenv("BENCH_ACCESS_TOKEN") }
-   for id in io.lines(os.getenv("BENCH_IDS")) do
-      if id ~= "" then
-         n = n + 1
-         reqs[n] = wrk.format("GET", "/t/default/api/v2/users/" .. id, headers)
-      end
+   local paths
+   paths, i = user_paths()
+   n = #paths
+   for k, path in ipairs(paths) do
+      reqs[k] = wrk.format("GET", path, headers)
    end
-   -- Threads start at different places in the list.
-   i = math.floor((tid - 1) * n / 4) % n
 end
 
 function request()
