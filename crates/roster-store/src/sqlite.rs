@@ -297,15 +297,17 @@ impl Batcher {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                // A write that arrived while the last batch was committed.
+                let mut next = None;
                 loop {
                     // Idle, the writer still looks for other processes' commits every
                     // SNAPSHOT_MAX_AGE; busy, before every batch.
-                    let first = match rx.recv_timeout(SNAPSHOT_MAX_AGE) {
+                    let first = match next.take().map_or_else(|| rx.recv_timeout(SNAPSHOT_MAX_AGE), Ok) {
                         Ok(j) => j,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                             notice_other_writers(&conn, &mut seen);
                             let_pool_writers_in(&waiting, pool_turn_max);
-                            indexing.turn(&conn);
+                            indexing.turn(&conn, true, std::time::Instant::now());
                             continue;
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
@@ -321,7 +323,9 @@ impl Batcher {
                     let_pool_writers_in(&waiting, pool_turn_max);
                     run_batch(&conn, batch);
                     let_pool_writers_in(&waiting, pool_turn_max);
-                    indexing.turn(&conn);
+                    // The index waits while writes do, unless it is behind (see `LogIndexing::turn`).
+                    next = rx.try_recv().ok();
+                    indexing.turn(&conn, next.is_none(), std::time::Instant::now());
                 }
             })
             .map_err(StoreError::internal)?;
@@ -363,11 +367,15 @@ impl Batcher {
     }
 }
 
-/// How often the group-commit writer adds the new log rows to `log_users`. Written inline, each event
+/// How often the group-commit writer adds the new log rows to `log_users`, when it has time. Written inline, each event
 /// took a random leaf of the by-user index (1.5 WAL frames per event, two thirds of a metadata PATCH's
 /// disk bytes); a second's events, sorted, share leaves (measured with `bench/log_index_sim.py`:
 /// 0.47 frames per event in batches of 5,000, 0.13 in 20,000).
 const LOG_INDEX_EVERY: Duration = Duration::from_secs(1);
+
+/// The most the index waits for a moment when no write is queued: under a load that never leaves
+/// one, a batch starts, and each of its slices is written, at least this often.
+const LOG_INDEX_LAG: Duration = Duration::from_secs(3);
 
 /// Rows of a batch written per transaction. A second's events at the bench's PATCH rate (~12k) touch
 /// most leaves of `log_users`; written in one transaction they held the writer for 70–130 ms. Written
@@ -383,10 +391,12 @@ const CREATE_PENDING: &str = "CREATE TEMP TABLE log_users_pending (seq INTEGER P
 /// watermark are copied, sorted by key, into the temporary table `log_users_pending`; then one slice
 /// of it per turn of the writer (after each batch, or when idle) goes into `log_users`, in its own
 /// transaction, and the last slice moves the watermark. Readers scan the rows after the watermark
-/// (and merge with `UNION`, since a batch half written has entries for some of them). A slice adds
-/// only rows whose user is still the same (a user deleted meanwhile has had their events
-/// pseudonymized and entries removed), and a tenant deletion (which bumps `epoch`) ends a batch half
-/// written: the next one starts again from the lowered watermark. A failure ends the batch too and is
+/// (and merge with `UNION`, since a batch half written has entries for some of them). Once a log
+/// row's user changed since the batch began (a deleted user's events took a pseudonym and their
+/// entries were removed; the trigger `logs_user_rewritten` counts it in `rewrites`), a slice adds only
+/// the rows whose user is still the one copied: that check looks up each log row, and made up half of
+/// the indexing's time when every slice did it. A tenant deletion (which bumps `epoch`) ends a batch
+/// half written: the next one starts again from the lowered watermark. A failure ends the batch too and is
 /// left to the next one: nothing is lost, as readers scan what is not indexed.
 struct LogIndexing {
     last_start: std::time::Instant,
@@ -397,6 +407,8 @@ struct IndexBatch {
     /// The last log rowid the batch covers, and the tenant-deletion epoch it started in.
     upto: i64,
     epoch: i64,
+    /// `log_users_mark.rewrites` when the batch began.
+    rewrites: i64,
     /// The next slice's first `seq` in `log_users_pending`, and the last `seq`.
     next: i64,
     last: i64,
@@ -407,13 +419,22 @@ impl LogIndexing {
         Self { last_start: std::time::Instant::now(), batch: None }
     }
 
-    fn turn(&mut self, c: &rusqlite::Connection) {
+    /// One step of the work, if due. `idle`: no write is waiting. The index's transactions hold
+    /// the writer for milliseconds each (~6 µs per event), while the writes it holds up keep their
+    /// callers, and the cores those would use, waiting: so a step is taken when no write is queued,
+    /// or when the work is [`LOG_INDEX_LAG`] behind.
+    fn turn(&mut self, c: &rusqlite::Connection, idle: bool, now: std::time::Instant) {
+        let waited = now.saturating_duration_since(self.last_start);
         if self.batch.is_none() {
-            if self.last_start.elapsed() < LOG_INDEX_EVERY {
+            if waited < if idle { LOG_INDEX_EVERY } else { LOG_INDEX_LAG } {
                 return;
             }
-            self.last_start = std::time::Instant::now();
+            self.last_start = now;
             self.batch = start_index_batch(c).ok().flatten();
+            return;
+        }
+        if !idle && waited < LOG_INDEX_LAG {
+            return;
         }
         if let Some(b) = &mut self.batch {
             match index_slice(c, b) {
@@ -427,8 +448,9 @@ impl LogIndexing {
 /// Copy the log rows after the watermark, sorted by key, into `log_users_pending`. `None` when there
 /// are none.
 fn start_index_batch(c: &rusqlite::Connection) -> rusqlite::Result<Option<IndexBatch>> {
-    let (mark, epoch): (i64, i64) =
-        c.prepare_cached("SELECT watermark, epoch FROM log_users_mark")?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (mark, epoch, rewrites): (i64, i64, i64) = c
+        .prepare_cached("SELECT watermark, epoch, rewrites FROM log_users_mark")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let upto: i64 = c.prepare_cached("SELECT coalesce(max(rowid), 0) FROM logs")?.query_row([], |r| r.get(0))?;
     if upto <= mark {
         if upto < mark {
@@ -447,7 +469,7 @@ fn start_index_batch(c: &rusqlite::Connection) -> rusqlite::Result<Option<IndexB
     let (first, last): (i64, i64) = c
         .prepare_cached("SELECT coalesce(min(seq), 1), coalesce(max(seq), 0) FROM temp.log_users_pending")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(Some(IndexBatch { upto, epoch, next: first, last }))
+    Ok(Some(IndexBatch { upto, epoch, rewrites, next: first, last }))
 }
 
 /// Write the next slice of `b` in a transaction of its own; true when the batch is over (written, or
@@ -455,18 +477,22 @@ fn start_index_batch(c: &rusqlite::Connection) -> rusqlite::Result<Option<IndexB
 fn index_slice(c: &rusqlite::Connection, b: &mut IndexBatch) -> rusqlite::Result<bool> {
     exec_cached(c, "BEGIN IMMEDIATE")?;
     let slice = (|| {
-        let epoch: i64 = c.prepare_cached("SELECT epoch FROM log_users_mark")?.query_row([], |r| r.get(0))?;
+        let (epoch, rewrites): (i64, i64) =
+            c.prepare_cached("SELECT epoch, rewrites FROM log_users_mark")?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if epoch != b.epoch {
             return Ok(true);
         }
         let end = (b.next + LOG_INDEX_SLICE - 1).min(b.last);
-        c.prepare_cached(
+        let sql = if rewrites == b.rewrites {
+            "INSERT OR IGNORE INTO log_users (tenant_id, user_id, log_id) \
+             SELECT tenant_id, user_id, log_id FROM temp.log_users_pending WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+        } else {
             "INSERT OR IGNORE INTO log_users (tenant_id, user_id, log_id) \
              SELECT p.tenant_id, p.user_id, p.log_id FROM temp.log_users_pending p \
              JOIN logs l ON l.tenant_id = p.tenant_id AND l.log_id = p.log_id AND l.user_id = p.user_id \
-             WHERE p.seq BETWEEN ?1 AND ?2 ORDER BY p.seq",
-        )?
-        .execute([b.next, end])?;
+             WHERE p.seq BETWEEN ?1 AND ?2 ORDER BY p.seq"
+        };
+        c.prepare_cached(sql)?.execute([b.next, end])?;
         b.next = end + 1;
         let done = b.next > b.last;
         if done {
@@ -1219,23 +1245,36 @@ mod tests {
 
     /// A batch is written a slice at a time, each in its own transaction; the watermark moves with the
     /// last slice only; a tenant deletion (its epoch) ends a batch half written, watermark unmoved.
-    #[test]
-    fn the_index_is_written_in_slices() {
+    /// A migrated database with the writer's temporary table and a tenant `t`, for the indexing tests.
+    fn indexing_db() -> rusqlite::Connection {
         let c = migrated();
         c.execute_batch(super::CREATE_PENDING).expect("temp table");
         c.execute_batch("INSERT INTO tenants (id, name, created_at) VALUES ('t', 'acme', 0)").expect("tenant");
-        let add = |c: &rusqlite::Connection, from: i64, n: i64| {
-            for i in from..from + n {
-                c.execute(
-                    "INSERT INTO logs (tenant_id, log_id, date, type, description, user_id, details) \
-                     VALUES ('t', printf('l%06d', ?1), 0, 's', '', printf('auth0|u%d', ?1 % 7), '{}')",
-                    [i],
-                )
-                .expect("row");
-            }
-        };
-        let count =
-            |c: &rusqlite::Connection| -> i64 { c.query_row("SELECT count(*) FROM log_users", [], |r| r.get(0)).expect("n") };
+        c
+    }
+
+    /// Log rows `from..from + n` of tenant `t`, for the users `auth0|u0` … `auth0|u6` in turn.
+    fn add_logs(c: &rusqlite::Connection, from: i64, n: i64) {
+        for i in from..from + n {
+            c.execute(
+                "INSERT INTO logs (tenant_id, log_id, date, type, description, user_id, details) \
+                 VALUES ('t', printf('l%06d', ?1), 0, 's', '', printf('auth0|u%d', ?1 % 7), '{}')",
+                [i],
+            )
+            .expect("row");
+        }
+    }
+
+    /// Entries of `log_users` whose user is `user` (`None`: all).
+    fn index_count(c: &rusqlite::Connection, user: Option<&str>) -> i64 {
+        c.query_row("SELECT count(*) FROM log_users WHERE ?1 IS NULL OR user_id = ?1", [user], |r| r.get(0)).expect("n")
+    }
+
+    #[test]
+    fn the_index_is_written_in_slices() {
+        let c = indexing_db();
+        let add = add_logs;
+        let count = |c: &rusqlite::Connection| index_count(c, None);
         let mark = |c: &rusqlite::Connection| -> (i64, i64) {
             c.query_row("SELECT watermark, epoch FROM log_users_mark", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("mark")
         };
@@ -1267,5 +1306,55 @@ mod tests {
             super::numbered("UPDATE t SET a = $3, b = '$x' WHERE id = $1 AND t = $12"),
             "UPDATE t SET a = ?3, b = '$x' WHERE id = ?1 AND t = ?12"
         );
+    }
+
+    /// A user deleted while a batch is half written had their events' `user_id` rewritten and their
+    /// entries removed: the later slices must not add entries for the events copied before.
+    #[test]
+    fn a_slice_after_a_rewrite_adds_no_stale_entry() {
+        let c = indexing_db();
+        let n = 2 * super::LOG_INDEX_SLICE;
+        add_logs(&c, 0, n);
+        let mut b = super::start_index_batch(&c).expect("start").expect("rows to index");
+        assert!(!super::index_slice(&c, &mut b).expect("slice"));
+        let gone = "auth0|u3";
+        assert!(index_count(&c, Some(gone)) > 0, "the first slice indexed some of the user's events");
+        for sql in super::PSEUDONYMIZE_LOGS {
+            c.execute(&super::numbered(sql), ["t", gone, "deleted|x", "{}"]).expect("pseudonym");
+        }
+        let forget = super::FORGET_LOG_USER.expect("sqlite forgets the user's entries");
+        c.execute(&super::numbered(forget), ["t", gone]).expect("forget");
+        while !super::index_slice(&c, &mut b).expect("slice") {}
+        assert_eq!(index_count(&c, Some(gone)), 0, "no entry names the deleted user again");
+        let kept: i64 = c.query_row("SELECT count(*) FROM logs WHERE user_id LIKE 'auth0|%'", [], |r| r.get(0)).expect("n");
+        assert_eq!(index_count(&c, None), kept, "every other user's events are indexed");
+    }
+
+    /// The index waits for a moment when no write is queued, unless it is [`super::LOG_INDEX_LAG`] behind.
+    #[test]
+    fn the_index_waits_for_the_writes() {
+        let c = indexing_db();
+        add_logs(&c, 0, 10);
+        let mut ix = super::LogIndexing::new();
+        let t0 = ix.last_start;
+        let at = |d: std::time::Duration| t0 + d;
+        let every = super::LOG_INDEX_EVERY;
+        ix.turn(&c, false, at(every));
+        assert!(ix.batch.is_none(), "writes are waiting: no batch yet");
+        ix.turn(&c, true, at(every));
+        assert!(ix.batch.is_some(), "idle and due: the batch begins");
+        ix.turn(&c, false, at(every + std::time::Duration::from_millis(1)));
+        assert_eq!(index_count(&c, None), 0, "writes are waiting: no slice yet");
+        ix.turn(&c, true, at(every + std::time::Duration::from_millis(2)));
+        assert_eq!(index_count(&c, None), 10, "idle: the slice is written");
+        assert!(ix.batch.is_none());
+
+        add_logs(&c, 10, 10);
+        let start = ix.last_start;
+        ix.turn(&c, false, start + super::LOG_INDEX_LAG - std::time::Duration::from_millis(1));
+        assert!(ix.batch.is_none(), "under the lag, writes go first");
+        ix.turn(&c, false, start + super::LOG_INDEX_LAG);
+        ix.turn(&c, false, start + 2 * super::LOG_INDEX_LAG);
+        assert_eq!(index_count(&c, None), 20, "behind by the lag: written although writes wait");
     }
 }
