@@ -131,8 +131,8 @@ impl Store {
     }
 
     /// Bring the by-user log index up to date now. On SQLite it is written behind the log table, about
-    /// once a second, and reads never depend on it being current; this is for tests and tools. A no-op
-    /// on PostgreSQL.
+    /// once a second when the writer has a moment and at least every few seconds, and reads never
+    /// depend on it being current; this is for tests and tools. A no-op on PostgreSQL.
     pub async fn index_logs_now(&self) -> Result<()> {
         self.backend.index_logs_now().await
     }

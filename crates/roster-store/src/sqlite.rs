@@ -367,10 +367,11 @@ impl Batcher {
     }
 }
 
-/// How often the group-commit writer adds the new log rows to `log_users`, when it has time. Written inline, each event
-/// took a random leaf of the by-user index (1.5 WAL frames per event, two thirds of a metadata PATCH's
-/// disk bytes); a second's events, sorted, share leaves (measured with `bench/log_index_sim.py`:
-/// 0.47 frames per event in batches of 5,000, 0.13 in 20,000).
+/// How often the group-commit writer adds the new log rows to `log_users`, when it has a moment (see
+/// [`LOG_INDEX_LAG`]). Written inline, each event took a random leaf of the by-user index (1.5 WAL
+/// frames per event, two thirds of a metadata PATCH's disk bytes); a second's events, sorted, share
+/// leaves (measured with `bench/log_index_sim.py`: 0.47 frames per event in batches of 5,000, 0.13 in
+/// 20,000).
 const LOG_INDEX_EVERY: Duration = Duration::from_secs(1);
 
 /// The most the index waits for a moment when no write is queued: under a load that never leaves
