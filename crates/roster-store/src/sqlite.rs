@@ -1244,8 +1244,6 @@ mod tests {
         assert_eq!(mark(&c), 4);
     }
 
-    /// A batch is written a slice at a time, each in its own transaction; the watermark moves with the
-    /// last slice only; a tenant deletion (its epoch) ends a batch half written, watermark unmoved.
     /// A migrated database with the writer's temporary table and a tenant `t`, for the indexing tests.
     fn indexing_db() -> rusqlite::Connection {
         let c = migrated();
@@ -1271,6 +1269,8 @@ mod tests {
         c.query_row("SELECT count(*) FROM log_users WHERE ?1 IS NULL OR user_id = ?1", [user], |r| r.get(0)).expect("n")
     }
 
+    /// A batch is written a slice at a time, each in its own transaction; the watermark moves with the
+    /// last slice only; a tenant deletion (its epoch) ends a batch half written, watermark unmoved.
     #[test]
     fn the_index_is_written_in_slices() {
         let c = indexing_db();
