@@ -129,6 +129,8 @@ if [ "$BUILD" = 1 ]; then
     || die "release build failed"
 fi
 [ -x "$BIN" ] || die "$BIN not found (build it or drop --no-build)"
+HASH_RATE=$REPO/target/release/examples/hash_rate
+[ -x "$HASH_RATE" ] || die "$HASH_RATE not found (cargo build --release -p roster-auth --example hash_rate, or drop --no-build)"
 
 NPROC=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
@@ -239,7 +241,7 @@ start_server() { # backend data_dir [database_url]
 hash_ceiling() {
   local json
   log "argon2id verification rate (roster-auth example hash_rate, 10 s)"
-  json=$("$REPO/target/release/examples/hash_rate" 10) || die "hash_rate failed"
+  json=$("$HASH_RATE" 10) || die "hash_rate failed"
   HASH_LAST=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["per_second"])' "$json")
   log "argon2id: $HASH_LAST verifications/s"
 }
