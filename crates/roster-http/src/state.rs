@@ -7,6 +7,7 @@ use roster_domain::MetadataLimits;
 use roster_store::Store;
 
 use crate::logsink::LogSink;
+use crate::management::view::RenderedUsers;
 use crate::ratelimit::{RateLimitConfig, RateLimiter};
 use crate::tenant::TenantCache;
 
@@ -87,6 +88,8 @@ pub struct State {
     /// A hash of a random password with the configured parameters: verified against when the user does
     /// not exist, so unknown users and wrong passwords take the same time.
     pub dummy_hash: Arc<tokio::sync::OnceCell<String>>,
+    /// Bodies of `GET /users/{id}`, kept with the stored copy they were rendered from.
+    pub rendered_users: RenderedUsers,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
         let reset_limiter =
             Arc::new(RateLimiter::new(RateLimitConfig { per_second: f64::from(per_hour) / 3600.0, burst: per_hour }));
         let logs = LogSink::start(store.clone());
+        let rendered_users = RenderedUsers::new(store.user_cache_capacity());
         Self(Arc::new(State {
             store,
             cfg: Arc::new(cfg),
@@ -107,6 +111,7 @@ impl AppState {
             logs,
             mail,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
+            rendered_users,
         }))
     }
 

@@ -71,6 +71,8 @@ impl StoreOptions {
 pub struct Store {
     backend: Arc<dyn Backend>,
     kind: &'static str,
+    /// Users this node keeps in memory after reading them by id (0: none; see [`Store::user`]).
+    user_cache_capacity: usize,
     /// Woken after a commit that queued mail, so this node's relay picks it up at once instead of at
     /// its next poll (other nodes find it by polling).
     mail_queued: Arc<Notify>,
@@ -81,21 +83,28 @@ impl Store {
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
         let url = opts.url.as_str();
         if url.starts_with("sqlite:") {
-            Ok(Self::with(Arc::new(sqlite::connect(opts).await?), "sqlite"))
+            let cached = opts.user_cache_capacity;
+            Ok(Self::with(Arc::new(sqlite::connect(opts).await?), "sqlite", cached))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::with(Arc::new(postgres::connect(opts).await?), "postgres"))
+            Ok(Self::with(Arc::new(postgres::connect(opts).await?), "postgres", 0))
         } else {
             Err(StoreError::Config("the database URL must start with sqlite:// or postgres://".into()))
         }
     }
 
-    fn with(backend: Arc<dyn Backend>, kind: &'static str) -> Self {
-        Self { backend, kind, mail_queued: Arc::new(Notify::new()) }
+    fn with(backend: Arc<dyn Backend>, kind: &'static str, user_cache_capacity: usize) -> Self {
+        Self { backend, kind, user_cache_capacity, mail_queued: Arc::new(Notify::new()) }
     }
 
     /// `sqlite` or `postgres`.
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// How many users this node keeps in memory after reading them by id: while a user is kept and
+    /// unchanged, [`TenantStore::user`] hands out the same `Arc` (0 on PostgreSQL: every read is new).
+    pub fn user_cache_capacity(&self) -> usize {
+        self.user_cache_capacity
     }
 
     /// Apply pending migrations (idempotent; safe to run from several nodes at once).

@@ -166,6 +166,8 @@ async fn metadata_semantics(app: TestApp) {
     // Root attributes replace; null unsets; a new email is unverified unless said otherwise (checklist 7).
     let (s, got) = patch(&app, &tok, id, json!({"given_name": "Mia", "email_verified": true})).await;
     assert_eq!((s, got["given_name"].as_str(), got["email_verified"].as_bool()), (200, Some("Mia"), Some(true)));
+    // The GETs above left this user in the node's cache with its rendered body: a read now sees the write.
+    assert_eq!(get(&app, &tok, &format!("/users/{}", enc(id))).await.1, got, "a read after the write sees it");
     let (_, got) = patch(&app, &tok, id, json!({"given_name": null, "email": "New@Example.com"})).await;
     assert!(got.get("given_name").is_none());
     assert_eq!((got["email"].as_str(), got["email_verified"].as_bool()), (Some("new@example.com"), Some(false)));

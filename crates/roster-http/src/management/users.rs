@@ -158,6 +158,7 @@ pub async fn list_users(auth: Authorized<ReadUsers>, ApiQuery(params): ApiQuery<
               (status = 403, body = ErrorBody)),
     security(("bearer" = ["read:users", "read:current_user"])))]
 pub async fn get_user(
+    State(state): State<AppState>,
     auth: Authorized<ReadUsers>,
     Path(path): Path<UserPath>,
     ApiQuery(params): ApiQuery<FieldsParams>,
@@ -167,7 +168,7 @@ pub async fn get_user(
     let projection =
         Projection::new(params.fields.as_deref(), parse_bool("include_fields", params.include_fields.as_deref(), true)?);
     let user = auth.tenant.store.user(&id).await?.ok_or_else(ApiError::not_found_user)?;
-    Ok(user_body(&user, &projection))
+    user_body(&user, &projection, &state.rendered_users)
 }
 
 /// Body of `POST /users`. Unknown properties are refused, as Auth0 does.
