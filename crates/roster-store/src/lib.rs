@@ -71,7 +71,7 @@ impl StoreOptions {
 pub struct Store {
     backend: Arc<dyn Backend>,
     kind: &'static str,
-    /// Users this node keeps in memory after reading them by id (0: none; see [`Store::user`]).
+    /// Users this node keeps in memory after reading them by id (0: none; see [`TenantStore::user`]).
     user_cache_capacity: usize,
     /// Woken after a commit that queued mail, so this node's relay picks it up at once instead of at
     /// its next poll (other nodes find it by polling).
